@@ -66,7 +66,7 @@ cargo_build() {
     for p in "$@"; do args+=(-p "$p"); done
     if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
         log "building: cargo build --release ${args[*]}"
-        (cd "$ROOT" && cargo build --release "${args[@]}")
+        run_fg cargo build --manifest-path "$ROOT/Cargo.toml" --release "${args[@]}"
     fi
     local target
     target="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null | jq -r .target_directory)" \
@@ -108,6 +108,19 @@ start_bg() {
     "$@" >"$logfile" 2>&1 &
     LAST_PID=$!
     BENCH_PIDS+=("$LAST_PID")
+}
+
+# run_fg CMD...: run a long command so that INT/TERM interrupt the script at once (bash runs
+# traps only between foreground commands, but `wait` is interruptible); the command is killed
+# by bench_cleanup if the script stops early. Returns the command's exit status.
+run_fg() {
+    "$@" &
+    local pid=$! rc=0 keep=() p
+    BENCH_PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    for p in "${BENCH_PIDS[@]}"; do [[ "$p" == "$pid" ]] || keep+=("$p"); done
+    BENCH_PIDS=("${keep[@]}")
+    return "$rc"
 }
 
 # stop_pid PID [TIMEOUT_S]: SIGTERM, wait, SIGKILL after the timeout; sets STOP_RC to the

@@ -32,7 +32,7 @@ WARMUP=${BENCH_WARMUP:-3s}
 NQUERIES=${BENCH_QUERIES:-1000}
 FACTOR=${BENCH_RULE_FACTOR:-20}
 READY_TIMEOUT=${BENCH_READY_TIMEOUT:-180}
-RESTART_FLAGS=${BENCH_RESTART_FLAGS:---demo}
+RESTART_FLAGS=${BENCH_RESTART_FLAGS---demo} # set to "" for a plain serve
 TARGET_RPS=50000
 TARGET_P99_MS=5
 
@@ -43,6 +43,7 @@ WARMUP_S=$(duration_seconds "$WARMUP")
 [[ "$FACTOR" =~ ^[0-9]+$ && "$FACTOR" -ge 2 ]] || die "BENCH_RULE_FACTOR must be an integer >= 2"
 
 bench_init
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 ensure_tool curl curl
 ensure_tool jq jq
 ensure_tool wrk wrk
@@ -79,13 +80,14 @@ start_rathaus() { # start_rathaus LOGNAME FLAGS...
 
 # probe IN OUT: IN lines "form<TAB>path"; OUT lines "form<TAB>path<TAB>http_code<TAB>routes"
 # (routes = length of .routes, -1 if the 200 body is not a route-result). One curl process
-# with keep-alive does all requests, one jq process reads all answers.
+# (keep-alive, 8 transfers in parallel) does all requests, one jq process reads all answers.
 probe() {
     local in=$1 out=$2 dir
     dir=$(mktemp -d "$T/probe.XXXXXX")
     awk -F'\t' -v base="$BASE" -v dir="$dir" \
         '{ printf "url = \"%s%s\"\noutput = \"%s/%d.json\"\n", base, $2, dir, NR }' "$in" >"$dir/curl.cfg"
-    curl -s -g --max-time 10 -K "$dir/curl.cfg" -w '%{http_code}\n' >"$dir/codes" || true
+    run_fg curl -s --no-progress-meter -g -Z --parallel-max 8 --max-time 10 -K "$dir/curl.cfg" \
+        -w '%{filename_effective}\t%{http_code}\n' >"$dir/codes" 2>/dev/null || true
     # one line per answer: "N<TAB>body" (JSON never contains raw newlines, so dropping them is safe)
     (cd "$dir" && find . -maxdepth 1 -name '*.json' -size +0 -print | sed 's|^\./||' | sort -n) >"$dir/files"
     if [[ -s "$dir/files" ]]; then
@@ -98,7 +100,9 @@ probe() {
     fi
     awk -F'\t' -v codes="$dir/codes" -v counts="$dir/counts" '
         BEGIN {
-            i = 0; while ((getline c < codes) > 0) code[++i] = c
+            while ((getline l < codes) > 0) {   # "DIR/N.json<TAB>code", in completion order
+                split(l, a, "\t"); n = a[1]; sub(/.*\//, "", n); sub(/\.json$/, "", n); code[n] = a[2]
+            }
             while ((getline l < counts) > 0) { split(l, a, "\t"); cnt[a[1]] = a[2] }
         }
         { c = (NR in code) ? code[NR] : "000"; r = (NR in cnt) ? cnt[NR] : -1
@@ -146,12 +150,12 @@ run_wrk() {
     local label=$1 url=$2 out="$T/wrk-$1.txt"
     if ((WARMUP_S > 0)); then
         log "$label: warm-up ${WARMUP_S}s"
-        timeout $((WARMUP_S + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP_S}s" --timeout 2s \
+        run_fg timeout $((WARMUP_S + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP_S}s" --timeout 2s \
             -s "$BENCH_DIR/routes.lua" "$url" -- "$T/paths.txt" >"$T/wrk-$label-warmup.txt" 2>&1 \
             || die "$label: warm-up wrk failed: $(tail -n 5 "$T/wrk-$label-warmup.txt")"
     fi
     log "$label: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency ($NQUERIES-path mix)"
-    timeout $((DURATION_S + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency --timeout 2s \
+    run_fg timeout $((DURATION_S + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency --timeout 2s \
         -s "$BENCH_DIR/routes.lua" "$url" -- "$T/paths.txt" >"$out" 2>&1 \
         || die "$label: wrk failed: $(tail -n 5 "$out")"
     sed -n '/^---- routes.lua summary/,$p' "$out" | grep -v '^RESULT' | sed "s/^/  [$label] /" >&2
@@ -263,7 +267,9 @@ log "probing $(wc -l <"$T/candidates.in") candidate queries (ars 12/9/5 digits, 
 probe "$T/candidates.in" "$T/candidates.out"
 read -r C_ROUTE C_EMPTY C_OTHER < <(mix_ratio "$T/candidates.out")
 log "candidates: $C_ROUTE with a route, $C_EMPTY empty, $C_OTHER other answers (left out)"
-((C_ROUTE > 0 && C_EMPTY > 0)) || die "need queries with and without a route (see $T/candidates.out)"
+log "candidate HTTP codes: $(cut -f3 "$T/candidates.out" | sort | uniq -c | awk '{ printf "%s x%s ", $2, $1 }')"
+((C_ROUTE > 0 && C_EMPTY > 0)) \
+    || die "need queries answering 200 with routes and 200 with \"routes\": [] (see $T/candidates.out)"
 
 N_ROUTE=$(((NQUERIES * 8 + 5) / 10))
 N_EMPTY=$((NQUERIES - N_ROUTE))
@@ -338,7 +344,7 @@ stop_pid "$BASELINE_PID"
 # ---------------------------------------------------------------------------------------
 log "importing: $RATHAUS rules import extra-rules.csv --data-dir $DATA"
 IMPORT_T0=$SECONDS
-timeout 900 "$RATHAUS" rules import "$T/extra-rules.csv" --data-dir "$DATA" >"$T/import.log" 2>&1 \
+run_fg timeout 900 "$RATHAUS" rules import "$T/extra-rules.csv" --data-dir "$DATA" >"$T/import.log" 2>&1 \
     || die "rules import failed: $(tail -n 20 "$T/import.log")"
 IMPORT_S=$((SECONDS - IMPORT_T0))
 log "import took ${IMPORT_S}s"
@@ -385,6 +391,7 @@ row() { # row LABEL RULES RESULT
 report() {
     echo
     echo "=== Routing API benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores) ==="
+    echo "machine:   load avg at start $LOADAVG_START, at end $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews all figures)"
     echo "load:      wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency (warm-up $WARMUP), 127.0.0.1 only"
     echo "query mix: $NQUERIES paths, target 80% with a route / 20% empty; forms: $MIX_FORMS"
     echo "           answers at 1x:  $M1_ROUTE with a route, $M1_EMPTY empty, $M1_OTHER other"

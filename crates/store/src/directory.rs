@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use verzeichnis::gebiete::ImportPlan;
-use verzeichnis::{Authority, DestinationRecord, Rule, RuleTarget, Service};
+use verzeichnis::{Authority, DestinationRecord, Rule, RuleTarget, Service, SignedScope};
 
 use crate::{Result, Store, StoreError, conflict, now};
 
@@ -275,6 +275,45 @@ impl Store {
         Ok(())
     }
 
+    /// Sets the details of many authorities in one transaction (the demo seeding).
+    pub async fn update_authority_details_many(
+        &self,
+        items: &[(Ars, verzeichnis::AuthorityDetails)],
+        source: &str,
+    ) -> Result<usize> {
+        let at = now();
+        let mut tx = self.begin_write().await?;
+        let mut changed = 0;
+        for (ars, details) in items {
+            let before = sqlx::query(&format!("SELECT {AUTHORITY_COLUMNS} FROM authorities WHERE ars = $1"))
+                .bind(ars.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .as_ref()
+                .map(authority_from_row)
+                .transpose()?
+                .ok_or_else(|| StoreError::NotFound(format!("authority {ars}")))?;
+            if before.details == *details {
+                continue;
+            }
+            sqlx::query("UPDATE authorities SET details = $2, updated_at = $3 WHERE ars = $1")
+                .bind(ars.as_str())
+                .bind(json(details))
+                .bind(&at)
+                .execute(&mut *tx)
+                .await?;
+            let mut after = before.clone();
+            after.details = details.clone();
+            history(&mut tx, ars, &at, source, "update", Some(&before), Some(&after)).await?;
+            changed += 1;
+        }
+        if changed > 0 {
+            bump_generation(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
     pub async fn load_services(&self) -> Result<Vec<Service>> {
         let rows = sqlx::query("SELECT key, name, typisierung, details FROM services ORDER BY key")
             .fetch_all(&self.pool)
@@ -459,47 +498,71 @@ impl Store {
     }
 
     pub async fn load_destinations(&self) -> Result<Vec<DestinationRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, authority_ars, status, signature, signed_claims_hash FROM destinations",
+        let rows = sqlx::query("SELECT id, authority_ars, status FROM destinations ORDER BY authority_ars")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut index = std::collections::HashMap::new();
+        for r in &rows {
+            let id: String = r.try_get(0)?;
+            let authority = parse_ars(&r.try_get::<String, _>(1)?)?;
+            index.insert(authority.clone(), out.len());
+            out.push(DestinationRecord {
+                id: DestinationId(uuid::Uuid::parse_str(&id).map_err(StoreError::corrupt)?),
+                authority,
+                status: r.try_get(2)?,
+                signatures: Default::default(),
+            });
+        }
+        let sigs = sqlx::query(
+            "SELECT authority_ars, scope, signature, claims_hash FROM destination_signatures",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get(0)?;
-                Ok(DestinationRecord {
-                    id: DestinationId(uuid::Uuid::parse_str(&id).map_err(StoreError::corrupt)?),
-                    authority: parse_ars(&r.try_get::<String, _>(1)?)?,
-                    status: r.try_get(2)?,
-                    signature: r.try_get(3)?,
-                    signed_claims_hash: r.try_get(4)?,
-                })
-            })
-            .collect()
+        for r in &sigs {
+            let authority = parse_ars(&r.try_get::<String, _>(0)?)?;
+            if let Some(&i) = index.get(&authority) {
+                out[i].signatures.insert(
+                    r.try_get(1)?,
+                    SignedScope { signature: r.try_get(2)?, claims_hash: r.try_get(3)? },
+                );
+            }
+        }
+        Ok(out)
     }
 
-    /// Stores new destination signatures: (authority, signature or none, claims hash or none).
-    /// Bumps the generation so that every node serves the new signatures.
-    pub async fn save_signatures(
-        &self,
-        signed: &[(Ars, Option<String>, Option<String>)],
-    ) -> Result<()> {
-        if signed.is_empty() {
+    /// Stores new destination signatures for (authority, scope); `None` removes one that no
+    /// longer names anything. Bumps the generation so that every node serves them.
+    pub async fn save_signatures(&self, changes: &[(Ars, String, Option<SignedScope>)]) -> Result<()> {
+        if changes.is_empty() {
             return Ok(());
         }
         let at = now();
         let mut tx = self.begin_write().await?;
-        for (ars, sig, hash) in signed {
-            sqlx::query(
-                "UPDATE destinations SET signature = $2, signed_claims_hash = $3, signed_at = $4 \
-                 WHERE authority_ars = $1",
-            )
-            .bind(ars.as_str())
-            .bind(sig.as_deref())
-            .bind(hash.as_deref())
-            .bind(&at)
-            .execute(&mut *tx)
-            .await?;
+        for (ars, scope, signed) in changes {
+            match signed {
+                Some(s) => {
+                    sqlx::query(
+                        "INSERT INTO destination_signatures (authority_ars, scope, signature, claims_hash, signed_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (authority_ars, scope) DO UPDATE SET \
+                         signature = excluded.signature, claims_hash = excluded.claims_hash, signed_at = excluded.signed_at",
+                    )
+                    .bind(ars.as_str())
+                    .bind(scope)
+                    .bind(&s.signature)
+                    .bind(&s.claims_hash)
+                    .bind(&at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM destination_signatures WHERE authority_ars = $1 AND scope = $2")
+                        .bind(ars.as_str())
+                        .bind(scope)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
         }
         bump_generation(&mut tx).await?;
         tx.commit().await?;

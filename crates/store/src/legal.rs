@@ -77,6 +77,30 @@ impl Store {
         Ok(())
     }
 
+    /// Sets many pages in one transaction, keeping any page that exists (the demo seeding).
+    pub async fn set_legal_pages_if_missing(&self, pages: &[(Ars, &str, &str, String)], demo: bool) -> Result<u64> {
+        let at = now();
+        let mut tx = self.begin_write().await?;
+        let mut n = 0;
+        for (ars, kind, lang, content) in pages {
+            n += sqlx::query(
+                "INSERT INTO legal_pages (authority_ars, kind, lang, content, demo, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (authority_ars, kind, lang) DO NOTHING",
+            )
+            .bind(ars.as_str())
+            .bind(*kind)
+            .bind(*lang)
+            .bind(content)
+            .bind(i64::from(demo))
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
     pub async fn add_feedback(
         &self,
         ars: &Ars,

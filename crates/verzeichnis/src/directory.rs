@@ -177,6 +177,10 @@ impl Directory {
         self.destinations.get(authority)
     }
 
+    pub fn destinations(&self) -> impl Iterator<Item = &DestinationRecord> {
+        self.destinations.values()
+    }
+
     pub fn places(&self) -> &[Place] {
         &self.places
     }

@@ -166,10 +166,16 @@ pub struct DestinationRecord {
     pub id: DestinationId,
     pub authority: Ars,
     pub status: String,
-    /// Compact JWS over the destination's services and areas (FIT-Connect destinationSignature).
-    pub signature: Option<String>,
-    /// SHA-256 of the canonical claims that were signed, to re-sign only what changed.
-    pub signed_claims_hash: Option<String>,
+    /// Per Leistungsgruppe (e.g. "115"): the compact JWS over the destination's services of
+    /// that group and their areas (FIT-Connect destinationSignature), and the SHA-256 of the
+    /// claims it signed, so that only what changed is signed again.
+    pub signatures: std::collections::BTreeMap<String, SignedScope>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedScope {
+    pub signature: String,
+    pub claims_hash: String,
 }
 
 #[cfg(test)]

@@ -79,10 +79,19 @@ CREATE TABLE destinations (
     id                 TEXT PRIMARY KEY,
     authority_ars      TEXT NOT NULL UNIQUE REFERENCES authorities (ars),
     status             TEXT NOT NULL,
-    signature          TEXT,
-    signed_claims_hash TEXT,
-    signed_at          TEXT,
     created_at         TEXT NOT NULL
+);
+
+-- One destinationSignature per destination and Leistungsgruppe (the key's digits 3-5), so
+-- that a Routing API answer carries a signature of a few kilobytes, not one naming every
+-- service of the authority.
+CREATE TABLE destination_signatures (
+    authority_ars TEXT NOT NULL REFERENCES authorities (ars),
+    scope         TEXT NOT NULL,
+    signature     TEXT NOT NULL,
+    claims_hash   TEXT NOT NULL,
+    signed_at     TEXT NOT NULL,
+    PRIMARY KEY (authority_ars, scope)
 );
 
 CREATE TABLE legal_pages (
