@@ -9,20 +9,29 @@ export LC_ALL=C
 BENCH_PIDS=()   # servers started by this script, killed by bench_cleanup
 BENCH_TMP=""    # scratch dir, removed by bench_cleanup unless BENCH_KEEP=1
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+BENCH_LOG_FD=2 # the script's own stderr, also inside functions whose stderr is redirected
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&"$BENCH_LOG_FD"; }
 die() { log "ERROR: $*"; exit 1; }
+
+# alive PID: the process exists and is not a zombie (an exited child stays visible to
+# `kill -0` until it is reaped, so kill -0 alone cannot tell that a server died)
+alive() {
+    local st
+    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n "$st" && "${st:0:1}" != Z ]]
+}
 
 bench_cleanup() {
     local rc=$? pid
     for pid in "${BENCH_PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
+        if alive "$pid"; then
             kill -TERM "$pid" 2>/dev/null || true
         fi
     done
     for pid in "${BENCH_PIDS[@]}"; do
         local i=0
-        while kill -0 "$pid" 2>/dev/null && ((i < 50)); do sleep 0.1; i=$((i + 1)); done
-        kill -KILL "$pid" 2>/dev/null || true
+        while alive "$pid" && ((i < 50)); do sleep 0.1; i=$((i + 1)); done
+        if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
     done
     if [[ -n "$BENCH_TMP" && -d "$BENCH_TMP" ]]; then
         if [[ "${BENCH_KEEP:-0}" == 1 || $rc -ne 0 ]]; then
@@ -35,6 +44,7 @@ bench_cleanup() {
 }
 
 bench_init() {
+    exec {BENCH_LOG_FD}>&2
     trap bench_cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
@@ -129,8 +139,8 @@ STOP_RC=0
 stop_pid() {
     local pid=$1 timeout=${2:-30} i=0 rc=0
     kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null && ((i < timeout * 10)); do sleep 0.1; i=$((i + 1)); done
-    if kill -0 "$pid" 2>/dev/null; then
+    while alive "$pid" && ((i < timeout * 50)); do sleep 0.02; i=$((i + 1)); done
+    if alive "$pid"; then
         log "pid $pid did not stop within ${timeout}s after SIGTERM: SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
     fi
@@ -152,7 +162,7 @@ wait_ready() {
     local deadline=$((SECONDS + timeout))
     while :; do
         [[ "$(http_code "$url" 1)" == 200 ]] && return 0
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! alive "$pid"; then
             log "server (pid $pid) exited before $url answered 200; last log lines:"
             tail -n 30 "$logfile" >&2 || true
             return 1

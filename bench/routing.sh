@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Routing API load benchmark: Rathaus vs. a bare axum handler, at 1x and 20x rules.
 #
-#   bench/routing.sh                      # full run (~2.5 min with the defaults)
+#   bench/routing.sh                      # full run (a few minutes with the defaults + build)
 #   BENCH_DURATION=10s BENCH_CONNECTIONS=32 bench/routing.sh
 #
 # Environment (all optional):

@@ -73,7 +73,7 @@ for ((run = 1; run <= RUNS; run++)); do
             t1=${EPOCHREALTIME/./}
             break
         fi
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! alive "$pid"; then
             tail -n 30 "$logf" >&2 || true
             die "run $run: rathaus exited before /readyz answered 200"
         fi
@@ -86,7 +86,7 @@ for ((run = 1; run <= RUNS; run++)); do
     ms=$(awk -v d="$((t1 - t0))" 'BEGIN { printf "%.1f", d / 1000 }')
     READY_MS+=("$ms")
     sleep "$IDLE_S"
-    kill -0 "$pid" 2>/dev/null || die "run $run: rathaus exited while idle"
+    alive "$pid" || die "run $run: rathaus exited while idle"
     rss=$(rss_kb "$pid")
     RSS_KB+=("$rss")
     s0=${EPOCHREALTIME/./}

@@ -62,7 +62,11 @@ fn demo_routing(key: &Leistungsschluessel) -> Option<Who> {
             "163" | "186" => Who::Kreis,
             _ => Who::Local,
         }),
-        "050" if ["99050004", "99050013", "99050021", "99050023"].iter().any(|p| k.starts_with(p)) => {
+        "050"
+            if ["99050004", "99050013", "99050021", "99050023"]
+                .iter()
+                .any(|p| k.starts_with(p)) =>
+        {
             Some(Who::KreisOrCity)
         }
         "013" => Some(Who::KreisOrCity),
@@ -77,7 +81,11 @@ fn ars(s: &str) -> Ars {
 
 fn slug(name: &str) -> String {
     let folded = verzeichnis::search::fold(name);
-    folded.split_whitespace().filter(|w| *w != "stadt" && *w != "landeshauptstadt").collect::<Vec<_>>().join("-")
+    folded
+        .split_whitespace()
+        .filter(|w| *w != "stadt" && *w != "landeshauptstadt")
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 fn demo_details(a: &Authority) -> AuthorityDetails {
@@ -85,10 +93,17 @@ fn demo_details(a: &Authority) -> AuthorityDetails {
         .seat
         .clone()
         .unwrap_or_else(|| a.name.split(", ").next().unwrap_or(&a.name).to_owned());
-    let known = KNOWN_POSTCODES.iter().find(|(k, _)| *k == a.ars.as_str()).map(|(_, p)| (*p).to_owned());
+    let known = KNOWN_POSTCODES
+        .iter()
+        .find(|(k, _)| *k == a.ars.as_str())
+        .map(|(_, p)| (*p).to_owned());
     // A made-up code in Lower Saxony's range, stable per authority, for the rest.
     let zip = known.unwrap_or_else(|| {
-        let n: u32 = a.ars.as_str().bytes().fold(7, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let n: u32 = a
+            .ars
+            .as_str()
+            .bytes()
+            .fold(7, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
         format!("{}", 26000 + n % 23000)
     });
     let (street, house) = match a.kind {
@@ -134,12 +149,60 @@ fn demo_details(a: &Authority) -> AuthorityDetails {
 
 fn demo_service_details(s: &Service) -> ServiceDetails {
     let (legal, docs, fees, min, max, unit) = match s.key.group() {
-        "115" => ("Bundesmeldegesetz (BMG); Niedersächsisches Ausführungsgesetz zum BMG", vec!["Personalausweis oder Reisepass", "Wohnungsgeberbestätigung"], "gebührenfrei", 1, 1, "day"),
-        "008" => ("Personalausweisgesetz (PAuswG); Personalausweisverordnung (PAuswV)", vec!["bisheriger Ausweis", "biometrisches Lichtbild"], "37,00 € (unter 24 Jahren 22,80 €)", 3, 4, "week"),
-        "085" => ("Passgesetz (PassG); Passverordnung (PassV)", vec!["bisheriger Pass oder Personalausweis", "biometrisches Lichtbild"], "70,00 € (unter 24 Jahren 37,50 €)", 3, 6, "week"),
-        "050" => ("Gewerbeordnung (GewO)", vec!["Personalausweis", "bei Erlaubnissen: Führungszeugnis, Auskunft aus dem Gewerbezentralregister"], "20,00 € bis 40,00 €", 1, 10, "workday"),
-        "102" => ("Hundesteuersatzung der Gemeinde; Niedersächsisches Kommunalabgabengesetz (NKAG)", vec!["Angaben zum Hund (Rasse, Alter, Chipnummer)"], "gebührenfrei", 1, 2, "week"),
-        "013" => ("Bürgerliches Gesetzbuch (BGB); Sozialgesetzbuch Achtes Buch (SGB VIII)", vec!["Personalausweis", "Geburtsurkunde des Kindes"], "gebührenfrei", 1, 4, "week"),
+        "115" => (
+            "Bundesmeldegesetz (BMG); Niedersächsisches Ausführungsgesetz zum BMG",
+            vec!["Personalausweis oder Reisepass", "Wohnungsgeberbestätigung"],
+            "gebührenfrei",
+            1,
+            1,
+            "day",
+        ),
+        "008" => (
+            "Personalausweisgesetz (PAuswG); Personalausweisverordnung (PAuswV)",
+            vec!["bisheriger Ausweis", "biometrisches Lichtbild"],
+            "37,00 € (unter 24 Jahren 22,80 €)",
+            3,
+            4,
+            "week",
+        ),
+        "085" => (
+            "Passgesetz (PassG); Passverordnung (PassV)",
+            vec![
+                "bisheriger Pass oder Personalausweis",
+                "biometrisches Lichtbild",
+            ],
+            "70,00 € (unter 24 Jahren 37,50 €)",
+            3,
+            6,
+            "week",
+        ),
+        "050" => (
+            "Gewerbeordnung (GewO)",
+            vec![
+                "Personalausweis",
+                "bei Erlaubnissen: Führungszeugnis, Auskunft aus dem Gewerbezentralregister",
+            ],
+            "20,00 € bis 40,00 €",
+            1,
+            10,
+            "workday",
+        ),
+        "102" => (
+            "Hundesteuersatzung der Gemeinde; Niedersächsisches Kommunalabgabengesetz (NKAG)",
+            vec!["Angaben zum Hund (Rasse, Alter, Chipnummer)"],
+            "gebührenfrei",
+            1,
+            2,
+            "week",
+        ),
+        "013" => (
+            "Bürgerliches Gesetzbuch (BGB); Sozialgesetzbuch Achtes Buch (SGB VIII)",
+            vec!["Personalausweis", "Geburtsurkunde des Kindes"],
+            "gebührenfrei",
+            1,
+            4,
+            "week",
+        ),
         _ => ("", vec![], "", 1, 4, "week"),
     };
     ServiceDetails {
@@ -149,7 +212,11 @@ fn demo_service_details(s: &Service) -> ServiceDetails {
         )),
         required_documents: docs.into_iter().map(str::to_owned).collect(),
         fees: Some(fees.to_owned()).filter(|f| !f.is_empty()),
-        processing_time: Some(ProcessingDuration { min, max, unit: unit.into() }),
+        processing_time: Some(ProcessingDuration {
+            min,
+            max,
+            unit: unit.into(),
+        }),
         legal_basis: Some(legal.to_owned()).filter(|l| !l.is_empty()),
         deadline: None,
         demo: true,
@@ -159,19 +226,57 @@ fn demo_service_details(s: &Service) -> ServiceDetails {
 fn legal_texts(a: &Authority, lang: &str) -> [(&'static str, String); 3] {
     let name = a.display_name();
     let d = demo_details(a);
-    let addr = d.address.as_ref().map(|x| format!("{} {}, {} {}", x.street, x.house_number, x.zip, x.city)).unwrap_or_default();
-    let mail = d.contacts.first().and_then(|c| c.email.clone()).unwrap_or_default();
+    let addr = d
+        .address
+        .as_ref()
+        .map(|x| format!("{} {}, {} {}", x.street, x.house_number, x.zip, x.city))
+        .unwrap_or_default();
+    let mail = d
+        .contacts
+        .first()
+        .and_then(|c| c.email.clone())
+        .unwrap_or_default();
     if lang == "en" {
         [
-            ("impressum", format!("DEMO CONTENT – not an official statement.\n\n{name}\n{addr}\nE-mail: {mail}\n\n{name} is a public-law corporation, represented by its chief administrative officer.")),
-            ("datenschutz", format!("DEMO CONTENT – not an official statement.\n\nController: {name}, {addr}.\n\nThis service processes the data you enter only to find the responsible authority; it stores no personal data for that. Messages sent through the accessibility feedback form are stored so that {name} can answer them and are deleted after the matter is closed.")),
-            ("barrierefreiheit", format!("DEMO CONTENT – not an official statement.\n\n{name} strives to make its online services accessible in accordance with the Lower Saxony accessibility rules (NBGG) and BITV 2.0.\n\nState of compatibility: these pages are designed to meet WCAG 2.1 level AA; they are tested automatically with axe-core.\n\nFeedback: if you notice barriers, please tell us with the form below or by e-mail to {mail}.")),
+            (
+                "impressum",
+                format!(
+                    "DEMO CONTENT – not an official statement.\n\n{name}\n{addr}\nE-mail: {mail}\n\n{name} is a public-law corporation, represented by its chief administrative officer."
+                ),
+            ),
+            (
+                "datenschutz",
+                format!(
+                    "DEMO CONTENT – not an official statement.\n\nController: {name}, {addr}.\n\nThis service processes the data you enter only to find the responsible authority; it stores no personal data for that. Messages sent through the accessibility feedback form are stored so that {name} can answer them and are deleted after the matter is closed."
+                ),
+            ),
+            (
+                "barrierefreiheit",
+                format!(
+                    "DEMO CONTENT – not an official statement.\n\n{name} strives to make its online services accessible in accordance with the Lower Saxony accessibility rules (NBGG) and BITV 2.0.\n\nState of compatibility: these pages are designed to meet WCAG 2.1 level AA; they are tested automatically with axe-core.\n\nFeedback: if you notice barriers, please tell us with the form below or by e-mail to {mail}."
+                ),
+            ),
         ]
     } else {
         [
-            ("impressum", format!("DEMO-INHALT – keine amtliche Angabe.\n\n{name}\n{addr}\nE-Mail: {mail}\n\n{name} ist eine Körperschaft des öffentlichen Rechts. Sie wird vertreten durch die Hauptverwaltungsbeamtin oder den Hauptverwaltungsbeamten.")),
-            ("datenschutz", format!("DEMO-INHALT – keine amtliche Angabe.\n\nVerantwortlich: {name}, {addr}.\n\nDieser Dienst verarbeitet Ihre Eingaben nur, um die zuständige Stelle zu finden; dafür speichert er keine personenbezogenen Daten. Nachrichten aus dem Feedback-Formular zur Barrierefreiheit werden gespeichert, damit {name} sie beantworten kann, und nach Abschluss gelöscht.")),
-            ("barrierefreiheit", format!("DEMO-INHALT – keine amtliche Angabe.\n\n{name} ist bemüht, ihre Online-Angebote im Einklang mit dem Niedersächsischen Behindertengleichstellungsgesetz (NBGG) und der BITV 2.0 barrierefrei zugänglich zu machen.\n\nStand der Vereinbarkeit: Diese Seiten sind so gestaltet, dass sie WCAG 2.1 Stufe AA erfüllen; sie werden automatisch mit axe-core geprüft.\n\nFeedback: Wenn Ihnen Barrieren auffallen, teilen Sie uns das bitte mit dem Formular unten oder per E-Mail an {mail} mit.")),
+            (
+                "impressum",
+                format!(
+                    "DEMO-INHALT – keine amtliche Angabe.\n\n{name}\n{addr}\nE-Mail: {mail}\n\n{name} ist eine Körperschaft des öffentlichen Rechts. Sie wird vertreten durch die Hauptverwaltungsbeamtin oder den Hauptverwaltungsbeamten."
+                ),
+            ),
+            (
+                "datenschutz",
+                format!(
+                    "DEMO-INHALT – keine amtliche Angabe.\n\nVerantwortlich: {name}, {addr}.\n\nDieser Dienst verarbeitet Ihre Eingaben nur, um die zuständige Stelle zu finden; dafür speichert er keine personenbezogenen Daten. Nachrichten aus dem Feedback-Formular zur Barrierefreiheit werden gespeichert, damit {name} sie beantworten kann, und nach Abschluss gelöscht."
+                ),
+            ),
+            (
+                "barrierefreiheit",
+                format!(
+                    "DEMO-INHALT – keine amtliche Angabe.\n\n{name} ist bemüht, ihre Online-Angebote im Einklang mit dem Niedersächsischen Behindertengleichstellungsgesetz (NBGG) und der BITV 2.0 barrierefrei zugänglich zu machen.\n\nStand der Vereinbarkeit: Diese Seiten sind so gestaltet, dass sie WCAG 2.1 Stufe AA erfüllen; sie werden automatisch mit axe-core geprüft.\n\nFeedback: Wenn Ihnen Barrieren auffallen, teilen Sie uns das bitte mit dem Formular unten oder per E-Mail an {mail} mit."
+                ),
+            ),
         ]
     }
 }
@@ -183,10 +288,18 @@ impl App {
         if store.load_authorities().await?.is_empty() {
             let rows = verzeichnis::gebiete::parse(bundled::GEBIETE)?;
             let plan = verzeichnis::gebiete::plan(&[], &rows, &Default::default());
-            store.apply_area_import(&plan, "bundled:niedersachsen-gebiete-2017.csv", &crypto::sha256_hex(bundled::GEBIETE)).await?;
+            store
+                .apply_area_import(
+                    &plan,
+                    "bundled:niedersachsen-gebiete-2017.csv",
+                    &crypto::sha256_hex(bundled::GEBIETE),
+                )
+                .await?;
         }
         if store.load_services().await?.is_empty() {
-            store.upsert_services(&verzeichnis::catalogue::parse(bundled::LEIKA)?, false).await?;
+            store
+                .upsert_services(&verzeichnis::catalogue::parse(bundled::LEIKA)?, false)
+                .await?;
         }
         for (member, name) in MEMBERS {
             let ars = ars(member);
@@ -220,7 +333,9 @@ impl App {
             .filter(|a| a.details == AuthorityDetails::default())
             .map(|a| (a.ars.clone(), demo_details(a)))
             .collect();
-        store.update_authority_details_many(&details, "demo").await?;
+        store
+            .update_authority_details_many(&details, "demo")
+            .await?;
 
         let mut pages = Vec::new();
         for a in authorities.iter().filter(|a| a.active) {
@@ -233,12 +348,17 @@ impl App {
         store.set_legal_pages_if_missing(&pages, true).await?;
 
         let services = store.load_services().await?;
-        let routed: Vec<(&Service, Who)> =
-            services.iter().filter_map(|s| demo_routing(&s.key).map(|w| (s, w))).collect();
+        let routed: Vec<(&Service, Who)> = services
+            .iter()
+            .filter_map(|s| demo_routing(&s.key).map(|w| (s, w)))
+            .collect();
         let described: Vec<Service> = routed
             .iter()
             .filter(|(s, _)| s.details == ServiceDetails::default())
-            .map(|(s, _)| Service { details: demo_service_details(s), ..(*s).clone() })
+            .map(|(s, _)| Service {
+                details: demo_service_details(s),
+                ..(*s).clone()
+            })
             .collect();
         store.upsert_services(&described, true).await?;
 
@@ -250,19 +370,46 @@ impl App {
             .collect();
         let land = ars("03");
         let mut rules = Vec::new();
-        let mut push = |service: &Leistungsschluessel, area: Ars, target: RuleTarget, note: &str| {
-            if !existing.contains(&(service.to_string(), area.to_string())) {
-                rules.push(Rule { id: uuid::Uuid::new_v4(), service: service.clone(), area, target, note: Some(note.into()) });
-            }
-        };
+        let mut push =
+            |service: &Leistungsschluessel, area: Ars, target: RuleTarget, note: &str| {
+                if !existing.contains(&(service.to_string(), area.to_string())) {
+                    rules.push(Rule {
+                        id: uuid::Uuid::new_v4(),
+                        service: service.clone(),
+                        area,
+                        target,
+                        note: Some(note.into()),
+                    });
+                }
+            };
         for (s, who) in &routed {
             match who {
-                Who::Local => push(&s.key, land.clone(), RuleTarget::Level(ResponsibleLevel::Gemeindeverband), "Demo: Gemeinde/Samtgemeinde"),
-                Who::Kreis => push(&s.key, land.clone(), RuleTarget::Level(ResponsibleLevel::Kreis), "Demo: Landkreis/kreisfreie Stadt"),
+                Who::Local => push(
+                    &s.key,
+                    land.clone(),
+                    RuleTarget::Level(ResponsibleLevel::Gemeindeverband),
+                    "Demo: Gemeinde/Samtgemeinde",
+                ),
+                Who::Kreis => push(
+                    &s.key,
+                    land.clone(),
+                    RuleTarget::Level(ResponsibleLevel::Kreis),
+                    "Demo: Landkreis/kreisfreie Stadt",
+                ),
                 Who::KreisOrCity => {
-                    push(&s.key, land.clone(), RuleTarget::Level(ResponsibleLevel::Kreis), "Demo: Landkreis/kreisfreie Stadt");
+                    push(
+                        &s.key,
+                        land.clone(),
+                        RuleTarget::Level(ResponsibleLevel::Kreis),
+                        "Demo: Landkreis/kreisfreie Stadt",
+                    );
                     for city in KREIS_LIKE_CITIES {
-                        push(&s.key, ars(city), RuleTarget::Authority(ars(city)), "Demo: Stadt mit Sonderstatus");
+                        push(
+                            &s.key,
+                            ars(city),
+                            RuleTarget::Authority(ars(city)),
+                            "Demo: Stadt mit Sonderstatus",
+                        );
                     }
                 }
             }

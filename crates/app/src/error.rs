@@ -9,7 +9,10 @@ pub enum AppError {
     Invalid(String),
     /// One field of the input is wrong.
     #[error("{field}: {message}")]
-    InvalidField { field: &'static str, message: String },
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]

@@ -51,7 +51,9 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("public_url", &self.settings.public_url).finish_non_exhaustive()
+        f.debug_struct("App")
+            .field("public_url", &self.settings.public_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,7 +109,8 @@ impl App {
     }
 
     async fn reload(&self) -> Result<()> {
-        self.directory.store(Arc::new(load_directory(&self.store).await?));
+        self.directory
+            .store(Arc::new(load_directory(&self.store).await?));
         Ok(())
     }
 
@@ -135,10 +138,16 @@ impl App {
         successors: Option<&[u8]>,
     ) -> Result<AreaImportSummary> {
         let rows = gebiete::parse(csv)?;
-        let successors = successors.map(gebiete::parse_successors).transpose()?.unwrap_or_default();
+        let successors = successors
+            .map(gebiete::parse_successors)
+            .transpose()?
+            .unwrap_or_default();
         let existing = self.store.load_authorities().await?;
         let plan = gebiete::plan(&existing, &rows, &successors);
-        let summary = self.store.apply_area_import(&plan, source_name, &crypto::sha256_hex(csv)).await?;
+        let summary = self
+            .store
+            .apply_area_import(&plan, source_name, &crypto::sha256_hex(csv))
+            .await?;
         self.after_change().await?;
         Ok(summary)
     }
@@ -157,7 +166,9 @@ impl App {
         details: &AuthorityDetails,
         actor: &str,
     ) -> Result<()> {
-        self.store.update_authority_details(ars, details, actor).await?;
+        self.store
+            .update_authority_details(ars, details, actor)
+            .await?;
         self.reload().await
     }
 
@@ -190,7 +201,9 @@ pub async fn install_routing_key(store: &Store, kek: &Kek, key: &RsaSigningKey) 
         wrapped_pkcs8: kek.wrap(aad.as_bytes(), &key.pkcs8_der()),
         cert_der: key.cert_der().to_vec(),
     };
-    store.insert_signing_key(ROUTING_KEY_PURPOSE, &record).await?;
+    store
+        .insert_signing_key(ROUTING_KEY_PURPOSE, &record)
+        .await?;
     Ok(())
 }
 
@@ -238,5 +251,6 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
             meta.len()
         )));
     }
-    std::fs::read(path).map_err(|e| AppError::Invalid(format!("cannot read {}: {e}", path.display())))
+    std::fs::read(path)
+        .map_err(|e| AppError::Invalid(format!("cannot read {}: {e}", path.display())))
 }

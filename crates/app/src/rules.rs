@@ -29,25 +29,37 @@ pub struct RuleInput {
     pub note: Option<String>,
 }
 
-
 impl RuleInput {
     fn validate(&self, app: &App) -> Result<Rule> {
-        let field = |field: &'static str, message: String| AppError::InvalidField { field, message };
+        let field =
+            |field: &'static str, message: String| AppError::InvalidField { field, message };
         let service = Leistungsschluessel::parse(&self.service)
             .map_err(|e| field("service", e.to_string()))?;
         let dir = app.directory();
         if dir.service(&service).is_none() {
             return Err(field(
                 "service",
-                format!("{service} is not in the catalogue; import it first (rathaus import services)"),
+                format!(
+                    "{service} is not in the catalogue; import it first (rathaus import services)"
+                ),
             ));
         }
         let area = Ars::parse(&self.area).map_err(|e| field("area", e.to_string()))?;
-        let authority = self.authority.as_deref().map(str::trim).filter(|s| !s.is_empty());
-        let level = self.level.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let authority = self
+            .authority
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let level = self
+            .level
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
         let target = match (authority, level) {
             (Some(a), None) => {
-                let ars = Ars::parse(a).map_err(|e| field("authority", e.to_string()))?.significant();
+                let ars = Ars::parse(a)
+                    .map_err(|e| field("authority", e.to_string()))?
+                    .significant();
                 match dir.authority(&ars) {
                     Some(found) if found.active => RuleTarget::Authority(ars),
                     Some(_) => {
@@ -57,12 +69,18 @@ impl RuleInput {
                         ));
                     }
                     None => {
-                        return Err(field("authority", format!("no authority with ARS {ars} in the directory")));
+                        return Err(field(
+                            "authority",
+                            format!("no authority with ARS {ars} in the directory"),
+                        ));
                     }
                 }
             }
             (None, Some(l)) => RuleTarget::Level(ResponsibleLevel::parse(l).ok_or_else(|| {
-                field("level", format!("{l:?} is not a level; use gemeindeverband, kreis or land"))
+                field(
+                    "level",
+                    format!("{l:?} is not a level; use gemeindeverband, kreis or land"),
+                )
             })?),
             _ => {
                 return Err(AppError::Invalid(
@@ -70,19 +88,36 @@ impl RuleInput {
                 ));
             }
         };
-        let note = self.note.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let note = self
+            .note
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
         if note.is_some_and(|n| n.chars().count() > 500) {
             return Err(field("note", "at most 500 characters".into()));
         }
-        Ok(Rule { id: uuid::Uuid::new_v4(), service, area, target, note: note.map(str::to_owned) })
+        Ok(Rule {
+            id: uuid::Uuid::new_v4(),
+            service,
+            area,
+            target,
+            note: note.map(str::to_owned),
+        })
     }
 }
 
 impl App {
     /// Validates and stores rules in one transaction: all or nothing.
-    pub async fn add_rules(&self, inputs: &[RuleInput], actor: &str, replace: bool) -> Result<Vec<Rule>> {
+    pub async fn add_rules(
+        &self,
+        inputs: &[RuleInput],
+        actor: &str,
+        replace: bool,
+    ) -> Result<Vec<Rule>> {
         if inputs.len() > MAX_RULES_PER_IMPORT {
-            return Err(AppError::Invalid(format!("at most {MAX_RULES_PER_IMPORT} rules at once")));
+            return Err(AppError::Invalid(format!(
+                "at most {MAX_RULES_PER_IMPORT} rules at once"
+            )));
         }
         let rules = inputs
             .iter()
@@ -110,12 +145,21 @@ impl App {
     }
 
     /// Imports rules from CSV with the columns `leistungsschluessel,gebiet_ars,zustaendig_ars,ebene[,notiz]`.
-    pub async fn import_rules_csv(&self, csv_text: &[u8], actor: &str, replace: bool) -> Result<usize> {
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(csv_text);
+    pub async fn import_rules_csv(
+        &self,
+        csv_text: &[u8],
+        actor: &str,
+        replace: bool,
+    ) -> Result<usize> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(csv_text);
         let mut inputs = Vec::new();
         for (i, row) in reader.deserialize::<RuleInput>().enumerate() {
             if i >= MAX_RULES_PER_IMPORT {
-                return Err(AppError::Invalid(format!("at most {MAX_RULES_PER_IMPORT} rules at once")));
+                return Err(AppError::Invalid(format!(
+                    "at most {MAX_RULES_PER_IMPORT} rules at once"
+                )));
             }
             inputs.push(row.map_err(|e| AppError::Invalid(format!("line {}: {e}", i + 2)))?);
         }

@@ -45,16 +45,26 @@ impl App {
         for (authority, pairs) in dir.responsibilities() {
             for (svc, area) in pairs {
                 let scope = svc.group().to_owned();
-                wanted.entry((authority.clone(), scope)).or_default().insert((svc, area));
+                wanted
+                    .entry((authority.clone(), scope))
+                    .or_default()
+                    .insert((svc, area));
             }
         }
         let mut jobs = Vec::new();
         for ((authority, scope), pairs) in &wanted {
-            let Some(dest) = dir.destination(authority) else { continue };
+            let Some(dest) = dir.destination(authority) else {
+                continue;
+            };
             let claims = claims(dest.id, &issuer, &host, pairs);
             let claims_hash = crypto::sha256_hex(format!("{}\n{claims}", key.kid()).as_bytes());
             if dest.signatures.get(scope).map(|s| &s.claims_hash) != Some(&claims_hash) {
-                jobs.push(Job { authority: authority.clone(), scope: scope.clone(), claims, claims_hash });
+                jobs.push(Job {
+                    authority: authority.clone(),
+                    scope: scope.clone(),
+                    claims,
+                    claims_hash,
+                });
             }
         }
         let mut changes: Vec<(Ars, String, Option<SignedScope>)> = Vec::new();
@@ -91,7 +101,9 @@ fn sign_all(
     key: &Arc<RsaSigningKey>,
     jobs: Vec<Job>,
 ) -> Result<Vec<(Ars, String, Option<SignedScope>)>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     let chunk = jobs.len().div_ceil(threads).max(1);
     let iat = time::OffsetDateTime::now_utc().unix_timestamp();
     std::thread::scope(|s| {
@@ -112,7 +124,10 @@ fn sign_all(
                             Ok((
                                 job.authority.clone(),
                                 job.scope.clone(),
-                                Some(SignedScope { signature, claims_hash: job.claims_hash.clone() }),
+                                Some(SignedScope {
+                                    signature,
+                                    claims_hash: job.claims_hash.clone(),
+                                }),
                             ))
                         })
                         .collect::<Result<Vec<_>>>()
@@ -121,7 +136,10 @@ fn sign_all(
             .collect();
         let mut out = Vec::new();
         for h in handles {
-            out.extend(h.join().map_err(|_| AppError::Internal("signing thread panicked".into()))??);
+            out.extend(
+                h.join()
+                    .map_err(|_| AppError::Internal("signing thread panicked".into()))??,
+            );
         }
         Ok(out)
     })

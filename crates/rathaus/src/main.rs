@@ -1,1 +1,464 @@
-fn main() {}
+//! `rathaus`: the one binary. Parses the command line, loads the configuration, wires the
+//! crates together and runs the chosen command.
+
+mod config;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use app::{App, RuleInput, Settings};
+use clap::{Args, Parser, Subcommand};
+use config::{Config, FileConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rathaus",
+    version,
+    about = "Digital Basisdienste for German municipalities"
+)]
+struct Cli {
+    /// Configuration file (default: ./rathaus.toml if it exists).
+    #[arg(long, global = true, env = "RATHAUS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the SQLite database, keys and demo.json.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://USER@HOST/DB (default: SQLite inside the data dir).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (migrates the database first).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Import reference data.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Manage responsibility rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Public base URL used in every absolute URL (default derived from --listen).
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Seed the demo: Lower Saxony's authorities, the catalogue, rules and demo values.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportCommand {
+    /// A Gemeindeverzeichnis CSV (ebene,ars,name,typ,sitz).
+    Areas {
+        file: PathBuf,
+        /// CSV (ars,nachfolger_ars) naming who took over from authorities that disappear.
+        #[arg(long)]
+        successors: Option<PathBuf>,
+    },
+    /// A Leistungskatalog CSV (leistungsschluessel,bezeichnung,typisierung).
+    Services { file: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCommand {
+    /// List rules, optionally only for one service or inside one area.
+    List {
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        area: Option<String>,
+    },
+    /// Add one rule: give --authority or --level.
+    Add {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        area: String,
+        #[arg(long)]
+        authority: Option<String>,
+        /// gemeindeverband, kreis or land
+        #[arg(long)]
+        level: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Remove a rule by id.
+    Remove { id: String },
+    /// Import rules from CSV (leistungsschluessel,gebiet_ars,zustaendig_ars,ebene[,notiz]).
+    Import {
+        file: PathBuf,
+        /// Replace existing rules for the same service and area.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+const MAX_IMPORT_BYTES: u64 = 256 * 1024 * 1024;
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let mut file = FileConfig::load(cli.config.as_deref())?.overlay_env()?;
+    if let Some(d) = &cli.data_dir {
+        file.data_dir = Some(d.clone());
+    }
+    if let Some(u) = &cli.database_url {
+        file.database_url = Some(u.clone());
+    }
+    if let Some(f) = &cli.log_format {
+        file.log_format = Some(f.clone());
+    }
+    if let Command::Serve(args) = &cli.command {
+        if let Some(l) = &args.listen {
+            file.listen = Some(l.clone());
+        }
+        if let Some(u) = &args.public_url {
+            file.public_url = Some(u.clone());
+        }
+        if args.demo {
+            file.demo = Some(true);
+        }
+    }
+    init_logging(file.log_format.as_deref(), file.log.as_deref())?;
+    let config = Config::resolve(file)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli.command, config))
+}
+
+fn init_logging(format: Option<&str>, filter: Option<&str>) -> Result<()> {
+    let filter = filter
+        .map(str::to_owned)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info,sqlx=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).context("invalid log filter")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format.unwrap_or("text") {
+        "json" => builder.json().flatten_event(true).init(),
+        "text" => builder.init(),
+        other => bail!("log_format must be text or json, got {other:?}"),
+    }
+    Ok(())
+}
+
+async fn open_store(config: &Config) -> Result<store::Store> {
+    if config.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    }
+    let options = store::StoreOptions {
+        max_connections: config.db_max_connections,
+        ..Default::default()
+    };
+    let store = store::Store::connect(&config.database_url, &options)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open database {}",
+                store::redact_url(&config.database_url)
+            )
+        })?;
+    let applied = store.migrate().await.context("database migration failed")?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "database migrated");
+    }
+    Ok(store)
+}
+
+/// The key-encryption key: configured, or kept in the data dir (created on first start).
+fn load_kek(config: &Config) -> Result<crypto::Kek> {
+    if let Some(k) = &config.key_encryption_key {
+        return crypto::Kek::from_base64(k).context("RATHAUS_KEY_ENCRYPTION_KEY is invalid");
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let path = config.data_dir.join("kek");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => crypto::Kek::from_base64(text.trim())
+            .with_context(|| format!("{} is invalid", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let kek = crypto::Kek::generate();
+            write_secret(&path, kek.to_base64().as_bytes())?;
+            tracing::info!(path = %path.display(), "created a key-encryption key; back it up with the database");
+            Ok(kek)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Writes a file readable by the owner only, atomically.
+fn write_secret(path: &Path, content: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(content)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+async fn open_app(config: &Config, public_url: String) -> Result<Arc<App>> {
+    let store = open_store(config).await?;
+    let kek = load_kek(config)?;
+    Ok(App::open(store, &kek, Settings { public_url }).await?)
+}
+
+async fn run(command: Command, config: Config) -> Result<()> {
+    match command {
+        Command::Serve(_) => serve(config).await,
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            store.check_ready().await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Import(cmd) => {
+            let app = open_app(&config, cli_public_url(&config)).await?;
+            match cmd {
+                ImportCommand::Areas { file, successors } => {
+                    let csv = app::read_limited(&file, MAX_IMPORT_BYTES)?;
+                    let succ = successors
+                        .map(|p| app::read_limited(&p, MAX_IMPORT_BYTES))
+                        .transpose()?;
+                    let s = app
+                        .import_areas(&csv, &file.display().to_string(), succ.as_deref())
+                        .await?;
+                    println!(
+                        "areas imported: {} new, {} updated, {} deactivated, {} unchanged ({} destinations created)",
+                        s.inserted, s.updated, s.deactivated, s.unchanged, s.destinations_created
+                    );
+                }
+                ImportCommand::Services { file } => {
+                    let csv = app::read_limited(&file, MAX_IMPORT_BYTES)?;
+                    let (inserted, updated) = app.import_services(&csv).await?;
+                    println!("services imported: {inserted} new, {updated} updated");
+                }
+            }
+            Ok(())
+        }
+        Command::Rules(cmd) => rules(cmd, &config).await,
+    }
+}
+
+fn cli_public_url(config: &Config) -> String {
+    config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| match config.listen.parse() {
+            Ok(addr) => config.public_url_for(addr),
+            Err(_) => format!("http://{}", config.listen),
+        })
+}
+
+async fn rules(cmd: RulesCommand, config: &Config) -> Result<()> {
+    let app = open_app(config, cli_public_url(config)).await?;
+    match cmd {
+        RulesCommand::List { service, area } => {
+            let dir = app.directory();
+            for r in dir.rules().iter().filter(|r| {
+                service.as_deref().is_none_or(|s| r.service.as_str() == s)
+                    && area
+                        .as_deref()
+                        .is_none_or(|a| r.area.as_str().starts_with(a))
+            }) {
+                let target = match &r.target {
+                    verzeichnis::RuleTarget::Authority(a) => format!("authority {a}"),
+                    verzeichnis::RuleTarget::Level(l) => format!("level {}", l.as_str()),
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    r.id,
+                    r.service,
+                    r.area,
+                    target,
+                    r.note.as_deref().unwrap_or("")
+                );
+            }
+        }
+        RulesCommand::Add {
+            service,
+            area,
+            authority,
+            level,
+            note,
+        } => {
+            let added = app
+                .add_rules(
+                    &[RuleInput {
+                        service,
+                        area,
+                        authority,
+                        level,
+                        note,
+                    }],
+                    "cli",
+                    false,
+                )
+                .await?;
+            for r in added {
+                println!("added rule {}", r.id);
+            }
+        }
+        RulesCommand::Remove { id } => {
+            let id = uuid::Uuid::parse_str(&id)
+                .context("the rule id is a UUID, as `rathaus rules list` shows")?;
+            app.delete_rule(id, "cli").await?;
+            println!("removed rule {id}");
+        }
+        RulesCommand::Import { file, replace } => {
+            let csv = app::read_limited(&file, MAX_IMPORT_BYTES)?;
+            let n = app.import_rules_csv(&csv, "cli", replace).await?;
+            println!("rules imported: {n}");
+        }
+    }
+    Ok(())
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let started = std::time::Instant::now();
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let public_url = config.public_url_for(bound);
+    let app = open_app(&config, public_url.clone()).await?;
+    let mut admin_token = config.admin_token.clone();
+    if config.demo {
+        app.seed_demo().await.context("seeding the demo failed")?;
+        if admin_token.is_none() {
+            admin_token = Some(demo_admin_token(&config.data_dir)?);
+        }
+    }
+    let reloader = app.spawn_reloader(Duration::from_secs(config.reload_interval_secs));
+    let web_config = web::WebConfig {
+        admin_token: admin_token.clone(),
+        demo: config.demo,
+        operator_ars: config.operator_ars.clone(),
+        routing_rate_limit: config.routing_rate_limit,
+        trust_forwarded_for: config.trust_forwarded_for,
+        request_timeout: Duration::from_secs(config.request_timeout_secs),
+    };
+    let router = web::router(app.clone(), web_config);
+    if config.demo {
+        let path = write_demo_json(
+            &config.data_dir,
+            &public_url,
+            admin_token.as_deref().unwrap_or(""),
+        )?;
+        println!("Demo data: {}", path.display());
+    }
+    tracing::info!(
+        listen = %bound,
+        public_url = %public_url,
+        ms = started.elapsed().as_millis() as u64,
+        "Rathaus ready"
+    );
+    println!("Rathaus listens on http://{bound} (public URL {public_url})");
+
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(web::serve(listener, router, async move {
+        let _ = rx.await;
+    }));
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    let _ = tx.send(());
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!(
+            secs = grace.as_secs(),
+            "requests still running after the grace period; stopping"
+        ),
+    }
+    reloader.abort();
+    app.store().close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// The demo's admin token, kept in the data dir so it survives restarts.
+fn demo_admin_token(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("admin-token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
+        _ => {
+            let token = crypto::random_token(32);
+            write_secret(&path, token.as_bytes())?;
+            Ok(token)
+        }
+    }
+}
+
+/// demo.json: what a tester needs to try the demo. Later features add their keys.
+fn write_demo_json(data_dir: &Path, base_url: &str, admin_token: &str) -> Result<PathBuf> {
+    let path = data_dir.join("demo.json");
+    let areas: serde_json::Map<String, serde_json::Value> = app::demo::AREAS
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+        .collect();
+    // A struct, not a map, so that `base_url` comes first as testers expect.
+    #[derive(serde::Serialize)]
+    struct Demo<'a> {
+        base_url: &'a str,
+        areas: serde_json::Map<String, serde_json::Value>,
+        admin_token: &'a str,
+    }
+    let doc = Demo {
+        base_url,
+        areas,
+        admin_token,
+    };
+    write_secret(&path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
+    Ok(path)
+}

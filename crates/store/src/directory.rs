@@ -285,14 +285,16 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let mut changed = 0;
         for (ars, details) in items {
-            let before = sqlx::query(&format!("SELECT {AUTHORITY_COLUMNS} FROM authorities WHERE ars = $1"))
-                .bind(ars.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-                .as_ref()
-                .map(authority_from_row)
-                .transpose()?
-                .ok_or_else(|| StoreError::NotFound(format!("authority {ars}")))?;
+            let before = sqlx::query(&format!(
+                "SELECT {AUTHORITY_COLUMNS} FROM authorities WHERE ars = $1"
+            ))
+            .bind(ars.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(authority_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("authority {ars}")))?;
             if before.details == *details {
                 continue;
             }
@@ -304,7 +306,16 @@ impl Store {
                 .await?;
             let mut after = before.clone();
             after.details = details.clone();
-            history(&mut tx, ars, &at, source, "update", Some(&before), Some(&after)).await?;
+            history(
+                &mut tx,
+                ars,
+                &at,
+                source,
+                "update",
+                Some(&before),
+                Some(&after),
+            )
+            .await?;
             changed += 1;
         }
         if changed > 0 {
@@ -498,9 +509,11 @@ impl Store {
     }
 
     pub async fn load_destinations(&self) -> Result<Vec<DestinationRecord>> {
-        let rows = sqlx::query("SELECT id, authority_ars, status FROM destinations ORDER BY authority_ars")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, authority_ars, status FROM destinations ORDER BY authority_ars",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         let mut index = std::collections::HashMap::new();
         for r in &rows {
@@ -524,7 +537,10 @@ impl Store {
             if let Some(&i) = index.get(&authority) {
                 out[i].signatures.insert(
                     r.try_get(1)?,
-                    SignedScope { signature: r.try_get(2)?, claims_hash: r.try_get(3)? },
+                    SignedScope {
+                        signature: r.try_get(2)?,
+                        claims_hash: r.try_get(3)?,
+                    },
                 );
             }
         }
@@ -533,7 +549,10 @@ impl Store {
 
     /// Stores new destination signatures for (authority, scope); `None` removes one that no
     /// longer names anything. Bumps the generation so that every node serves them.
-    pub async fn save_signatures(&self, changes: &[(Ars, String, Option<SignedScope>)]) -> Result<()> {
+    pub async fn save_signatures(
+        &self,
+        changes: &[(Ars, String, Option<SignedScope>)],
+    ) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
         }

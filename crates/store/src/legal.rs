@@ -78,7 +78,11 @@ impl Store {
     }
 
     /// Sets many pages in one transaction, keeping any page that exists (the demo seeding).
-    pub async fn set_legal_pages_if_missing(&self, pages: &[(Ars, &str, &str, String)], demo: bool) -> Result<u64> {
+    pub async fn set_legal_pages_if_missing(
+        &self,
+        pages: &[(Ars, &str, &str, String)],
+        demo: bool,
+    ) -> Result<u64> {
         let at = now();
         let mut tx = self.begin_write().await?;
         let mut n = 0;

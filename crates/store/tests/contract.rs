@@ -173,14 +173,27 @@ async fn services_rules_and_destinations() {
         let dests = s.load_destinations().await.unwrap();
         assert_eq!(dests.len(), 470);
         let nenndorf = ars("032575403");
-        let signed = verzeichnis::SignedScope { signature: "a.b.c".into(), claims_hash: "h".into() };
-        s.save_signatures(&[(nenndorf.clone(), "115".into(), Some(signed.clone()))]).await.unwrap();
-        let find = |d: Vec<verzeichnis::DestinationRecord>| d.into_iter().find(|d| d.authority == nenndorf).unwrap();
+        let signed = verzeichnis::SignedScope {
+            signature: "a.b.c".into(),
+            claims_hash: "h".into(),
+        };
+        s.save_signatures(&[(nenndorf.clone(), "115".into(), Some(signed.clone()))])
+            .await
+            .unwrap();
+        let find = |d: Vec<verzeichnis::DestinationRecord>| {
+            d.into_iter().find(|d| d.authority == nenndorf).unwrap()
+        };
         let d = find(s.load_destinations().await.unwrap());
         assert_eq!(d.signatures.get("115"), Some(&signed));
         assert_eq!(d.id, domain::DestinationId::for_authority(&nenndorf));
-        s.save_signatures(&[(nenndorf.clone(), "115".into(), None)]).await.unwrap();
-        assert!(find(s.load_destinations().await.unwrap()).signatures.is_empty());
+        s.save_signatures(&[(nenndorf.clone(), "115".into(), None)])
+            .await
+            .unwrap();
+        assert!(
+            find(s.load_destinations().await.unwrap())
+                .signatures
+                .is_empty()
+        );
     })
     .await;
 }

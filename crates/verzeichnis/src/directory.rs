@@ -299,6 +299,14 @@ impl Directory {
 
     /// Services whose name or key matches, best first.
     pub fn search_services(&self, text: &str, limit: usize) -> Vec<&Service> {
+        self.search_services_scored(text, limit)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    /// Like [`Directory::search_services`], with each hit's score (100 and more: exact name).
+    pub fn search_services_scored(&self, text: &str, limit: usize) -> Vec<(u32, &Service)> {
         let query = Query::parse(text);
         let mut hits: Vec<(u32, usize)> = self
             .service_haystacks
@@ -318,12 +326,24 @@ impl Directory {
         });
         hits.into_iter()
             .take(limit)
-            .map(|(_, i)| &self.services[i])
+            .map(|(s, i)| (s, &self.services[i]))
             .collect()
     }
 
     /// Places and areas whose name (or postcode) matches all `terms`, best first.
     pub fn search_places(&self, terms: &[&str], residences_only: bool) -> Vec<&Place> {
+        self.search_places_scored(terms, residences_only)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
+    }
+
+    /// Like [`Directory::search_places`], with each hit's score (100 and more: exact name).
+    pub fn search_places_scored(
+        &self,
+        terms: &[&str],
+        residences_only: bool,
+    ) -> Vec<(u32, &Place)> {
         let queries: Vec<Query> = terms.iter().map(|t| Query::parse(t)).collect();
         let mut hits: Vec<(u32, &Place)> = self
             .places
@@ -338,7 +358,7 @@ impl Directory {
             })
             .collect();
         hits.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
-        hits.into_iter().map(|(_, p)| p).collect()
+        hits
     }
 
     /// For each authority, the (service, area) pairs it is responsible for under the rules:
@@ -405,11 +425,13 @@ fn build_places(authorities: &HashMap<Ars, Authority>) -> Vec<Place> {
         );
         if a.kind == AuthorityKind::Mitgliedsgemeinde {
             if let Some(p) = &a.parent {
-                member_names.insert((p.clone(), crate::search::fold(&a.name)));
+                let plain = a.name.split(", ").next().unwrap_or(&a.name);
+                member_names.insert((p.clone(), crate::search::fold(plain)));
             }
         }
         let postcodes: Vec<&str> = a.details.postcodes.iter().map(String::as_str).collect();
-        let mut texts = vec![display.as_str(), a.name.as_str()];
+        let plain = a.name.split(", ").next().unwrap_or(&a.name);
+        let mut texts = vec![display.as_str(), a.name.as_str(), plain];
         texts.extend(postcodes);
         places.push(Place {
             ars: a.place_ars().unwrap_or_else(|| a.ars.clone()),

@@ -13,5 +13,5 @@ pub mod routing;
 pub mod search;
 pub mod signature;
 
-pub use directory::{Directory, Resolution, RouteQuery};
+pub use directory::{Directory, Place, Resolution, RouteQuery};
 pub use model::*;

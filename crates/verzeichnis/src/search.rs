@@ -23,10 +23,16 @@ pub fn fold(text: &str) -> String {
 pub struct Haystack {
     folded: String,
     words: Vec<(usize, usize)>,
+    /// Each text on its own, for recognising an exact name.
+    whole: Vec<String>,
 }
 
 impl Haystack {
     pub fn new(texts: &[&str]) -> Self {
+        let whole: Vec<String> = texts
+            .iter()
+            .map(|t| fold(t).split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
         let folded = fold(&texts.join(" "));
         let mut words = Vec::new();
         let mut start = None;
@@ -43,7 +49,11 @@ impl Haystack {
         if let Some(s) = start {
             words.push((s, folded.len()));
         }
-        Haystack { folded, words }
+        Haystack {
+            folded,
+            words,
+            whole,
+        }
     }
 
     fn words(&self) -> impl Iterator<Item = &str> {
@@ -60,7 +70,12 @@ impl Haystack {
             let best = self.words().filter_map(|w| term.score(w)).max()?;
             score += best;
         }
-        if self.folded.trim() == query.folded.trim() {
+        let query_whole = query
+            .folded
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if self.whole.iter().any(|w| *w == query_whole) {
             score += 100;
         }
         Some(score)

@@ -1,1 +1,135 @@
-//! web
+//! The web layer: the only crate that knows HTTP. Handlers parse input, call the `app`
+//! crate, and render JSON or HTML; business rules live elsewhere.
+//!
+//! Entry point: [`router`] builds the whole axum application; [`serve`] runs it with
+//! graceful shutdown.
+
+mod admin_api;
+mod csrf;
+mod i18n;
+mod middleware;
+mod openapi;
+mod ops;
+mod pages;
+mod problem;
+mod public_api;
+mod routing_api;
+mod templates;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::App;
+use axum::Router;
+use axum::http::{HeaderName, StatusCode};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+
+pub use middleware::RateLimiter;
+pub use problem::Problem;
+
+/// How the web layer behaves; everything else comes from the [`App`].
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Bearer token of the admin API; `None` disables it.
+    pub admin_token: Option<String>,
+    /// Show the demo banner.
+    pub demo: bool,
+    /// The authority whose legal pages the footer links (the platform's operator).
+    pub operator_ars: String,
+    /// Requests per minute and client on the Routing API (0 = unlimited).
+    pub routing_rate_limit: u32,
+    /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    pub request_timeout: Duration,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            admin_token: None,
+            demo: false,
+            operator_ars: "03".into(),
+            routing_rate_limit: 60_000,
+            trust_forwarded_for: false,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub app: Arc<App>,
+    pub config: WebConfig,
+    pub templates: templates::Templates,
+    pub secure: bool,
+    pub routing_limiter: RateLimiter,
+    pub feedback_limiter: RateLimiter,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState(pub Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP application.
+pub fn router(app: Arc<App>, config: WebConfig) -> Router {
+    let secure = app.settings().public_url.starts_with("https://");
+    let state = AppState(Arc::new(Shared {
+        secure,
+        routing_limiter: RateLimiter::new(config.routing_rate_limit, Duration::from_secs(60)),
+        feedback_limiter: RateLimiter::new(5, Duration::from_secs(600)),
+        templates: templates::Templates::new(),
+        metrics: ops::metrics_handle(),
+        app,
+        config: config.clone(),
+    }));
+    let mut router = Router::new()
+        .merge(routing_api::router())
+        .merge(public_api::router())
+        .merge(admin_api::router())
+        .merge(ops::router())
+        .merge(pages::router())
+        .fallback(pages::not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(middleware::track_metrics))
+        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    if secure {
+        router = router.layer(axum::middleware::from_fn(middleware::hsts));
+    }
+    router
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

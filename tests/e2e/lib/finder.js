@@ -86,7 +86,6 @@ export async function runFinderByForm(page, { leistung, ort, prefer }, lang = 'd
   await form.locator('input[name="ort"]').fill(ort);
   await navigateBy(page, () => submitButtonOf(form).click(), { what: 'finder submit' });
   steps.push(`submitted leistung=${leistung} ort=${ort} → ${page.url()}`);
-  assert.match(page.url(), /[?&]leistung=/, 'finder: a GET submit should put the search into the URL');
 
   for (let round = 0; round < MAX_ROUNDS; round++) {
     if (await page.locator('#ergebnis').isVisible().catch(() => false)) return steps;

@@ -1,0 +1,194 @@
+//! Configuration: command-line flags, then `RATHAUS_*` environment variables, then
+//! `rathaus.toml`, then defaults. Every key is listed in the README.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// The keys of `rathaus.toml`; each is also `RATHAUS_<KEY>` in the environment and, for the
+/// common ones, a command-line flag.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+    pub demo: Option<bool>,
+    pub admin_token: Option<String>,
+    pub key_encryption_key: Option<String>,
+    pub log_format: Option<String>,
+    pub log: Option<String>,
+    pub db_max_connections: Option<u32>,
+    pub reload_interval_secs: Option<u64>,
+    pub routing_rate_limit: Option<u32>,
+    pub trust_forwarded_for: Option<bool>,
+    pub operator_ars: Option<String>,
+    pub request_timeout_secs: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+impl FileConfig {
+    /// Reads `path`, or `./rathaus.toml` if it exists and no path was given.
+    pub fn load(path: Option<&Path>) -> Result<FileConfig> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from("rathaus.toml"), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("invalid configuration in {}", path.display())),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(FileConfig::default())
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Fills every unset key from the environment (`RATHAUS_<KEY>`), which wins over the file.
+    pub fn overlay_env(mut self) -> Result<FileConfig> {
+        fn var(key: &str) -> Option<String> {
+            std::env::var(format!("RATHAUS_{}", key.to_ascii_uppercase()))
+                .ok()
+                .filter(|v| !v.is_empty())
+        }
+        fn parse<T: std::str::FromStr>(key: &str) -> Result<Option<T>> {
+            match var(key) {
+                None => Ok(None),
+                Some(v) => v.parse().map(Some).map_err(|_| {
+                    anyhow::anyhow!(
+                        "RATHAUS_{} has an invalid value {v:?}",
+                        key.to_ascii_uppercase()
+                    )
+                }),
+            }
+        }
+        macro_rules! env_string {
+            ($($field:ident),*) => { $( if let Some(v) = var(stringify!($field)) { self.$field = Some(v.into()); } )* };
+        }
+        macro_rules! env_parsed {
+            ($($field:ident),*) => { $( if let Some(v) = parse(stringify!($field))? { self.$field = Some(v); } )* };
+        }
+        env_string!(
+            listen,
+            data_dir,
+            database_url,
+            public_url,
+            admin_token,
+            key_encryption_key,
+            log_format,
+            log,
+            operator_ars
+        );
+        env_parsed!(
+            demo,
+            db_max_connections,
+            reload_interval_secs,
+            routing_rate_limit,
+            trust_forwarded_for,
+            request_timeout_secs,
+            shutdown_grace_secs
+        );
+        Ok(self)
+    }
+}
+
+/// The effective settings, after all sources and defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub public_url: Option<String>,
+    pub demo: bool,
+    pub admin_token: Option<String>,
+    pub key_encryption_key: Option<String>,
+    pub db_max_connections: u32,
+    pub reload_interval_secs: u64,
+    pub routing_rate_limit: u32,
+    pub trust_forwarded_for: bool,
+    pub operator_ars: String,
+    pub request_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    pub fn resolve(f: FileConfig) -> Result<Config> {
+        let data_dir = f
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("./rathaus-data"));
+        let database_url = f
+            .database_url
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("rathaus.db").display()));
+        if let Some(url) = &f.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("public_url must start with http:// or https://, got {url:?}");
+            }
+        }
+        let interval = f.reload_interval_secs.unwrap_or(2);
+        if interval == 0 {
+            bail!("reload_interval_secs must be at least 1");
+        }
+        Ok(Config {
+            listen: f.listen.unwrap_or_else(|| "127.0.0.1:8080".into()),
+            data_dir,
+            database_url,
+            public_url: f.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            demo: f.demo.unwrap_or(false),
+            admin_token: f.admin_token,
+            key_encryption_key: f.key_encryption_key,
+            db_max_connections: f.db_max_connections.unwrap_or(16).max(1),
+            reload_interval_secs: interval,
+            routing_rate_limit: f.routing_rate_limit.unwrap_or(60_000),
+            trust_forwarded_for: f.trust_forwarded_for.unwrap_or(false),
+            operator_ars: f.operator_ars.unwrap_or_else(|| "03".into()),
+            request_timeout_secs: f.request_timeout_secs.unwrap_or(30).max(1),
+            shutdown_grace_secs: f.shutdown_grace_secs.unwrap_or(30),
+        })
+    }
+
+    /// The public base URL: configured, or derived from the address actually bound.
+    /// Browsers refuse passkeys on IP-address origins, so loopback becomes `localhost`.
+    pub fn public_url_for(&self, bound: std::net::SocketAddr) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        if bound.ip().is_loopback() {
+            format!("http://localhost:{}", bound.port())
+        } else {
+            format!("http://{bound}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = Config::resolve(FileConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://./rathaus-data/rathaus.db");
+        assert_eq!(
+            c.public_url_for("127.0.0.1:8080".parse().unwrap_or_else(|_| unreachable!())),
+            "http://localhost:8080"
+        );
+        assert_eq!(
+            c.public_url_for("10.0.0.5:80".parse().unwrap_or_else(|_| unreachable!())),
+            "http://10.0.0.5:80"
+        );
+    }
+
+    #[test]
+    fn file_is_strict() {
+        assert!(toml::from_str::<FileConfig>("listen = \"0.0.0.0:80\"\n").is_ok());
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"\n").is_err());
+        let bad = FileConfig {
+            public_url: Some("ftp://x".into()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(bad).is_err());
+    }
+}

@@ -1,0 +1,307 @@
+//! The admin API: responsibility rules, authority details, legal pages, imports. Protected
+//! by the bearer token from `RATHAUS_ADMIN_TOKEN` until staff accounts exist.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use domain::Ars;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use verzeichnis::{Rule, RuleTarget};
+
+use crate::AppState;
+use crate::problem::{ApiResult, Problem};
+
+/// Rule batches and CSV imports can be large; everything else is small.
+const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/admin/v1/rules", get(list_rules).post(create_rules))
+        .route("/api/admin/v1/rules/{id}", delete(delete_rule))
+        .route("/api/admin/v1/authorities/{ars}", get(get_authority))
+        .route("/api/admin/v1/authorities/{ars}/details", put(put_details))
+        .route(
+            "/api/admin/v1/authorities/{ars}/legal/{kind}/{lang}",
+            put(put_legal),
+        )
+        .route("/api/admin/v1/feedback", get(list_feedback))
+        .route("/api/admin/v1/imports/areas", post(import_areas))
+        .route("/api/admin/v1/imports/services", post(import_services))
+        .layer(DefaultBodyLimit::max(IMPORT_LIMIT))
+}
+
+/// Proof that the request carries the admin token.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(expected) = &state.config.admin_token else {
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "admin-disabled",
+                "Admin API disabled",
+            )
+            .detail(
+                "set RATHAUS_ADMIN_TOKEN (or admin_token in rathaus.toml) to enable the admin API",
+            )
+            .into_response());
+        };
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !given.is_empty() && crypto::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            return Ok(Admin);
+        }
+        let mut res = Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+            .detail("send the admin token as `Authorization: Bearer <token>`")
+            .into_response();
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        Err(res)
+    }
+}
+
+fn rule_json(r: &Rule) -> Value {
+    let (authority, level) = match &r.target {
+        RuleTarget::Authority(a) => (Some(a.as_str()), None),
+        RuleTarget::Level(l) => (None, Some(l.as_str())),
+    };
+    json!({ "id": r.id, "service": r.service, "area": r.area, "authority": authority, "level": level, "note": r.note })
+}
+
+#[derive(Deserialize)]
+struct RuleFilter {
+    service: Option<String>,
+    area: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+async fn list_rules(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(f): Query<RuleFilter>,
+) -> ApiResult<Json<Value>> {
+    let limit = f.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(Problem::bad_param("limit", "a whole number from 1 to 500"));
+    }
+    let offset = f.offset.unwrap_or(0);
+    let dir = state.app.directory();
+    let matching: Vec<&Rule> = dir
+        .rules()
+        .iter()
+        .filter(|r| f.service.as_deref().is_none_or(|s| r.service.as_str() == s))
+        .filter(|r| {
+            f.area
+                .as_deref()
+                .is_none_or(|a| r.area.as_str().starts_with(a))
+        })
+        .collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|r| rule_json(r))
+        .collect();
+    Ok(Json(
+        json!({ "count": page.len(), "offset": offset, "totalCount": matching.len(), "rules": page }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(app::RuleInput),
+    Many(Vec<app::RuleInput>),
+}
+
+#[derive(Deserialize)]
+struct Replace {
+    replace: Option<bool>,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-json", "Invalid JSON body")
+            .detail(format!("{e}; see /api/openapi.json for the expected shape"))
+    })
+}
+
+async fn create_rules(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(q): Query<Replace>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let inputs = match parse_json::<OneOrMany>(&body)? {
+        OneOrMany::One(r) => vec![r],
+        OneOrMany::Many(v) => v,
+    };
+    if inputs.is_empty() {
+        return Err(Problem::bad_param("body", "no rules given"));
+    }
+    let rules = state
+        .app
+        .add_rules(&inputs, "admin-api", q.replace.unwrap_or(false))
+        .await?;
+    let body = json!({ "rules": rules.iter().map(rule_json).collect::<Vec<_>>() });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn delete_rule(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id =
+        uuid::Uuid::parse_str(&id).map_err(|_| Problem::bad_param("id", "not a rule id (UUID)"))?;
+    state.app.delete_rule(id, "admin-api").await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_authority(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(ars): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let dir = state.app.directory();
+    let a = crate::public_api::find(&dir, &ars)?;
+    let mut body = crate::public_api::authority_json(&dir, a);
+    let history = state
+        .app
+        .store()
+        .authority_history(&a.ars)
+        .await
+        .map_err(app::AppError::from)?;
+    body["history"] = history
+        .into_iter()
+        .map(|(at, source, change, before, after)| {
+            let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Value>(&s).ok());
+            json!({ "at": at, "source": source, "change": change, "before": parse(before), "after": parse(after) })
+        })
+        .collect();
+    Ok(Json(body))
+}
+
+async fn put_details(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(ars): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let ars = {
+        let dir = state.app.directory();
+        crate::public_api::find(&dir, &ars)?.ars.clone()
+    };
+    let details: verzeichnis::AuthorityDetails = parse_json(&body)?;
+    state
+        .app
+        .update_authority_details(&ars, &details, "admin-api")
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct LegalBody {
+    content: String,
+}
+
+pub const LEGAL_KINDS: [&str; 3] = ["impressum", "datenschutz", "barrierefreiheit"];
+
+async fn put_legal(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((ars, kind, lang)): Path<(String, String, String)>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let ars: Ars = {
+        let dir = state.app.directory();
+        crate::public_api::find(&dir, &ars)?.ars.clone()
+    };
+    if !LEGAL_KINDS.contains(&kind.as_str()) {
+        return Err(Problem::bad_param(
+            "kind",
+            "one of impressum, datenschutz, barrierefreiheit",
+        ));
+    }
+    if !["de", "en"].contains(&lang.as_str()) {
+        return Err(Problem::bad_param(
+            "lang",
+            "de or en (Leichte Sprache pages use the German text)",
+        ));
+    }
+    let page: LegalBody = parse_json(&body)?;
+    if page.content.len() > 100_000 {
+        return Err(Problem::bad_param("content", "at most 100,000 bytes"));
+    }
+    state
+        .app
+        .store()
+        .set_legal_page(&ars, &kind, &lang, &page.content, false, false)
+        .await
+        .map_err(app::AppError::from)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct FeedbackFilter {
+    authority: Option<String>,
+    offset: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn list_feedback(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(f): Query<FeedbackFilter>,
+) -> ApiResult<Json<Value>> {
+    let authority = f
+        .authority
+        .as_deref()
+        .map(|a| {
+            Ars::parse(a)
+                .map(|a| a.significant())
+                .map_err(|e| Problem::bad_param("authority", e.to_string()))
+        })
+        .transpose()?;
+    let limit = f.limit.unwrap_or(100).clamp(1, 500);
+    let list = state
+        .app
+        .store()
+        .list_feedback(authority.as_ref(), limit, f.offset.unwrap_or(0).max(0))
+        .await
+        .map_err(app::AppError::from)?;
+    Ok(Json(json!({ "feedback": list })))
+}
+
+async fn import_areas(
+    _: Admin,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let summary = state
+        .app
+        .import_areas(&body, "admin-api upload", None)
+        .await?;
+    Ok(Json(serde_json::to_value(summary).unwrap_or_default()))
+}
+
+async fn import_services(
+    _: Admin,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let (inserted, updated) = state.app.import_services(&body).await?;
+    Ok(Json(json!({ "inserted": inserted, "updated": updated })))
+}

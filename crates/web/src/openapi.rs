@@ -1,0 +1,244 @@
+//! The OpenAPI 3.1 document of every JSON API, written out rather than derived: it is the
+//! contract with integrators, reviewed as such, and a test checks that every API route is
+//! in it. (Deriving it would need proc macros across crates for little gain.)
+
+use serde_json::{Value, json};
+
+fn problem_responses(extra: &[(&str, &str)]) -> Value {
+    let mut r = serde_json::Map::new();
+    for (code, text) in extra {
+        r.insert((*code).into(), json!({
+            "description": text,
+            "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
+        }));
+    }
+    Value::Object(r)
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+fn query(name: &str, description: &str, schema: Value, required: bool) -> Value {
+    json!({ "name": name, "in": "query", "required": required, "description": description, "schema": schema })
+}
+
+fn path_param(name: &str, description: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": "string" } })
+}
+
+fn r(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+pub fn document(base_url: &str) -> Value {
+    let admin = json!([{ "adminToken": [] }]);
+    let bad = problem_responses(&[(
+        "400",
+        "Invalid parameter: the problem names it and says how to fix it",
+    )]);
+    let admin_errors = problem_responses(&[
+        ("400", "Invalid input: the problem names the field"),
+        ("401", "Missing or wrong admin token"),
+        ("409", "Conflicts with existing data"),
+        ("503", "Admin API disabled: set RATHAUS_ADMIN_TOKEN"),
+    ]);
+    let paging = [
+        query(
+            "offset",
+            "Start of the page (default 0)",
+            json!({"type": "integer", "minimum": 0}),
+            false,
+        ),
+        query(
+            "limit",
+            "Page size (default 100, at most 500)",
+            json!({"type": "integer", "minimum": 1, "maximum": 500}),
+            false,
+        ),
+    ];
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Rathaus",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Rathaus JSON APIs: the FIT-Connect-compatible Routing API (Zuständigkeitsfinder), public directory lookups, and the admin API. Errors are RFC 7807 problem details.",
+            "license": { "name": "EUPL-1.2" }
+        },
+        "servers": [{ "url": base_url }],
+        "paths": {
+            "/routing-api/v1/routes": { "get": {
+                "tags": ["Routing"], "operationId": "route",
+                "summary": "Responsible authorities (destinations) for a service in an area",
+                "description": "Compatible with FIT-Connect Routing API 2.0. Exactly one of ars, ags, areaId. A place (12- or 9-digit ARS) usually has one route; a coarse area one per responsible authority inside it.",
+                "parameters": [
+                    query("leikaKey", "Leistungsschlüssel (14 digits, starting 99)", json!({"type": "string", "pattern": "^99\\d{12}$"}), true),
+                    query("ars", "Amtlicher Regionalschlüssel (2, 3, 5, 9 or 12 digits)", json!({"type": "string", "pattern": "^(\\d{2}|\\d{3}|\\d{5}|\\d{9}|\\d{12})$"}), false),
+                    query("ags", "Amtlicher Gemeindeschlüssel (2, 3, 5 or 8 digits)", json!({"type": "string", "pattern": "^(\\d{2}|\\d{3}|\\d{5}|\\d{8})$"}), false),
+                    query("areaId", "Area id as returned by /areas", json!({"type": "string", "pattern": "^\\d{1,12}$"}), false),
+                    paging[0], paging[1]
+                ],
+                "responses": merge(json!({ "200": ok("Routes (possibly none)", r("RouteResult")) }),
+                    merge(bad.clone(), problem_responses(&[("429", "Rate limit exceeded; see the RateLimit-* headers")])))
+            }},
+            "/routing-api/v1/areas": { "get": {
+                "tags": ["Routing"], "operationId": "area",
+                "summary": "Areas by name or postcode",
+                "parameters": [
+                    json!({ "name": "areaSearchexpression", "in": "query", "required": true, "style": "form", "explode": true,
+                        "description": "Search terms (1–10); * is a wildcard at either end, e.g. Nenn*",
+                        "schema": { "type": "array", "minItems": 1, "maxItems": 10, "items": { "type": "string" } } }),
+                    paging[0], paging[1]
+                ],
+                "responses": merge(json!({ "200": ok("Matching areas", r("AreaResult")) }), bad.clone())
+            }},
+            "/routing-api/v1/info": { "get": {
+                "tags": ["Routing"], "operationId": "info", "summary": "Implemented Routing API version",
+                "responses": { "200": ok("Version", json!({"type": "object"})) }
+            }},
+            "/.well-known/jwks.json": { "get": {
+                "tags": ["Routing"], "operationId": "jwks",
+                "summary": "Public keys (RSA-4096, PS512, with x5c) that verify destinationSignature",
+                "responses": { "200": { "description": "JWK set", "content": { "application/jwk-set+json": { "schema": r("Jwks") } } } }
+            }},
+            "/api/v1/services": { "get": {
+                "tags": ["Directory"], "operationId": "searchServices", "summary": "Search the service catalogue",
+                "parameters": [ query("q", "Words of the service name, or a key", json!({"type": "string", "maxLength": 200}), false),
+                    query("limit", "At most this many (default 20, at most 500)", json!({"type": "integer", "minimum": 1, "maximum": 500}), false) ],
+                "responses": merge(json!({ "200": ok("Services", json!({"type": "object", "properties": {"services": {"type": "array", "items": r("Service")}}})) }), bad.clone())
+            }},
+            "/api/v1/places": { "get": {
+                "tags": ["Directory"], "operationId": "searchPlaces", "summary": "Search places (municipalities) by name or postcode",
+                "parameters": [ query("q", "Name or postcode", json!({"type": "string", "maxLength": 200}), true),
+                    query("limit", "At most this many (default 20, at most 500)", json!({"type": "integer", "minimum": 1, "maximum": 500}), false) ],
+                "responses": merge(json!({ "200": ok("Places", json!({"type": "object", "properties": {"places": {"type": "array", "items": r("Place")}}})) }), bad.clone())
+            }},
+            "/api/v1/authorities/{ars}": { "get": {
+                "tags": ["Directory"], "operationId": "getAuthority", "summary": "One authority with its contact details",
+                "parameters": [ path_param("ars", "ARS of the authority") ],
+                "responses": merge(json!({ "200": ok("The authority", r("Authority")) }), problem_responses(&[("400", "Not an ARS"), ("404", "No such authority")]))
+            }},
+            "/api/admin/v1/rules": {
+                "get": {
+                    "tags": ["Admin"], "operationId": "listRules", "security": admin, "summary": "Responsibility rules",
+                    "parameters": [ query("service", "Only this Leistungsschlüssel", json!({"type": "string"}), false),
+                        query("area", "Only rules whose area starts with this ARS", json!({"type": "string"}), false), paging[0], paging[1] ],
+                    "responses": merge(json!({ "200": ok("Rules", r("RuleList")) }), admin_errors.clone())
+                },
+                "post": {
+                    "tags": ["Admin"], "operationId": "createRules", "security": admin,
+                    "summary": "Create one rule or a batch (all or nothing)",
+                    "parameters": [ query("replace", "Replace existing rules for the same service and area", json!({"type": "boolean"}), false) ],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "oneOf": [ r("RuleInput"), { "type": "array", "items": r("RuleInput"), "maxItems": 500000 } ] } } } },
+                    "responses": merge(json!({ "201": ok("Created rules", json!({"type": "object", "properties": {"rules": {"type": "array", "items": r("Rule")}}})) }), admin_errors.clone())
+                }
+            },
+            "/api/admin/v1/rules/{id}": { "delete": {
+                "tags": ["Admin"], "operationId": "deleteRule", "security": admin, "summary": "Delete a rule",
+                "parameters": [ path_param("id", "Rule id (UUID)") ],
+                "responses": merge(json!({ "204": { "description": "Deleted" } }), merge(admin_errors.clone(), problem_responses(&[("404", "No such rule")])))
+            }},
+            "/api/admin/v1/authorities/{ars}": { "get": {
+                "tags": ["Admin"], "operationId": "adminGetAuthority", "security": admin, "summary": "An authority with its change history",
+                "parameters": [ path_param("ars", "ARS") ],
+                "responses": merge(json!({ "200": ok("Authority and history", json!({"type": "object"})) }), admin_errors.clone())
+            }},
+            "/api/admin/v1/authorities/{ars}/details": { "put": {
+                "tags": ["Admin"], "operationId": "putAuthorityDetails", "security": admin,
+                "summary": "Replace addresses, contacts, opening hours and links",
+                "parameters": [ path_param("ars", "ARS") ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": r("AuthorityDetails") } } },
+                "responses": merge(json!({ "204": { "description": "Saved" } }), admin_errors.clone())
+            }},
+            "/api/admin/v1/authorities/{ars}/legal/{kind}/{lang}": { "put": {
+                "tags": ["Admin"], "operationId": "putLegalPage", "security": admin,
+                "summary": "Set the Impressum, Datenschutzerklärung or Erklärung zur Barrierefreiheit",
+                "parameters": [ path_param("ars", "ARS"), path_param("kind", "impressum, datenschutz or barrierefreiheit"), path_param("lang", "de or en") ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["content"], "properties": { "content": { "type": "string", "maxLength": 100000, "description": "Plain text; blank lines separate paragraphs" } } } } } },
+                "responses": merge(json!({ "204": { "description": "Saved" } }), admin_errors.clone())
+            }},
+            "/api/admin/v1/feedback": { "get": {
+                "tags": ["Admin"], "operationId": "listFeedback", "security": admin, "summary": "Barrier reports (BITV 2.0 feedback)",
+                "parameters": [ query("authority", "Only for this authority (ARS)", json!({"type": "string"}), false), paging[0], paging[1] ],
+                "responses": merge(json!({ "200": ok("Reports", json!({"type": "object", "properties": {"feedback": {"type": "array", "items": r("Feedback")}}})) }), admin_errors.clone())
+            }},
+            "/api/admin/v1/imports/areas": { "post": {
+                "tags": ["Admin"], "operationId": "importAreas", "security": admin,
+                "summary": "Import a Gemeindeverzeichnis CSV (ebene,ars,name,typ,sitz); idempotent",
+                "requestBody": { "required": true, "content": { "text/csv": { "schema": { "type": "string" } } } },
+                "responses": merge(json!({ "200": ok("What changed", r("ImportSummary")) }), admin_errors.clone())
+            }},
+            "/api/admin/v1/imports/services": { "post": {
+                "tags": ["Admin"], "operationId": "importServices", "security": admin,
+                "summary": "Import a Leistungskatalog CSV (leistungsschluessel,bezeichnung,typisierung)",
+                "requestBody": { "required": true, "content": { "text/csv": { "schema": { "type": "string" } } } },
+                "responses": merge(json!({ "200": ok("Counts", json!({"type": "object", "properties": {"inserted": {"type": "integer"}, "updated": {"type": "integer"}}})) }), admin_errors.clone())
+            }},
+            "/healthz": { "get": { "tags": ["Operations"], "operationId": "healthz", "summary": "Liveness", "responses": { "200": { "description": "Alive" } } } },
+            "/readyz": { "get": { "tags": ["Operations"], "operationId": "readyz", "summary": "Readiness: database reachable, migrations applied",
+                "responses": merge(json!({ "200": ok("Ready", json!({"type": "object"})) }), problem_responses(&[("503", "Not ready")])) } },
+            "/metrics": { "get": { "tags": ["Operations"], "operationId": "metrics", "summary": "Prometheus metrics",
+                "responses": { "200": { "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } } } } }
+        },
+        "components": {
+            "securitySchemes": { "adminToken": { "type": "http", "scheme": "bearer", "description": "RATHAUS_ADMIN_TOKEN" } },
+            "schemas": schemas()
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let text = json!({"type": "string"});
+    let address = json!({ "type": "object", "properties": { "street": text, "houseNumber": text, "additional": text, "zip": text, "city": text } });
+    let described = json!({ "type": "object", "properties": { "description": { "type": "object", "additionalProperties": { "type": "string" } } } });
+    json!({
+        "Problem": { "type": "object", "required": ["type", "title", "status"], "properties": {
+            "type": text, "title": text, "status": {"type": "integer"}, "detail": text, "instance": text,
+            "invalidParams": { "type": "array", "items": { "type": "object", "properties": { "name": text, "reason": text } } } } },
+        "RouteResult": { "type": "object", "required": ["count", "offset", "totalCount", "routes"], "properties": {
+            "count": {"type": "integer"}, "offset": {"type": "integer"}, "totalCount": {"type": "integer"},
+            "routes": { "type": "array", "maxItems": 500, "items": r("Route") } } },
+        "Route": { "type": "object", "required": ["destinationId", "destinationSignature"], "properties": {
+            "destinationId": {"type": "string", "format": "uuid"},
+            "destinationSignature": {"type": "string", "description": "Compact JWS (PS512), verifiable with /.well-known/jwks.json; claims name the destination, its services (of this Leistungsgruppe) and areas"},
+            "destinationName": text, "destinationShortName": text, "destinationLogo": text,
+            "contactPersons": { "type": "array", "minItems": 1, "items": { "type": "object", "properties": { "name": text, "tel": text, "fax": text, "email": text } } },
+            "address": address, "postalAddress": address,
+            "privacyPolicyUrl": text, "imprintUrl": text, "accessibilityUrl": text, "contactFormUrl": text,
+            "furtherInformation": described, "requiredDocuments": described, "legalBasis": described, "deadline": described,
+            "processingDuration": { "type": "object", "properties": { "minDuration": {"type": "integer"}, "maxDuration": {"type": "integer"}, "unit": text } },
+            "origin": text } },
+        "AreaResult": { "type": "object", "required": ["count", "offset", "totalCount", "areas"], "properties": {
+            "count": {"type": "integer"}, "offset": {"type": "integer"}, "totalCount": {"type": "integer"}, "areas": { "type": "array", "items": r("Area") } } },
+        "Area": { "type": "object", "required": ["id", "name", "type"], "properties": { "id": text, "name": text, "type": text } },
+        "Jwks": { "type": "object", "required": ["keys"], "properties": { "keys": { "type": "array", "items": { "type": "object", "required": ["kty", "key_ops", "alg", "x5c", "kid", "n", "e"] } } } },
+        "Service": { "type": "object", "properties": { "leistungsschluessel": text, "name": text, "typisierung": text } },
+        "Place": { "type": "object", "properties": { "ars": text, "name": text, "type": text, "partOf": text } },
+        "AuthorityDetails": { "type": "object", "properties": {
+            "address": address, "postal_address": address, "postcodes": {"type": "array", "items": text},
+            "contacts": { "type": "array", "items": { "type": "object", "properties": { "name": text, "tel": text, "fax": text, "email": text } } },
+            "opening_hours": {"type": "array", "items": text},
+            "links": { "type": "object", "properties": { "homepage": text, "imprint": text, "privacy_policy": text, "accessibility": text, "contact_form": text, "logo": text } },
+            "demo": {"type": "boolean"} } },
+        "Authority": { "type": "object", "properties": { "ars": text, "kind": text, "name": text, "displayName": text, "seat": text, "parent": text,
+            "active": {"type": "boolean"}, "successor": text, "destinationId": text, "details": r("AuthorityDetails") } },
+        "RuleInput": { "type": "object", "required": ["service", "area"], "properties": {
+            "service": {"type": "string", "description": "Leistungsschlüssel"},
+            "area": {"type": "string", "description": "ARS of the area (2, 3, 5, 9 or 12 digits)"},
+            "authority": {"type": "string", "description": "ARS of the responsible authority (or give level)"},
+            "level": {"type": "string", "enum": ["gemeindeverband", "kreis", "land"], "description": "The authority of this level containing the place"},
+            "note": {"type": "string", "maxLength": 500} } },
+        "Rule": { "type": "object", "properties": { "id": {"type": "string", "format": "uuid"}, "service": text, "area": text, "authority": text, "level": text, "note": text } },
+        "RuleList": { "type": "object", "properties": { "count": {"type": "integer"}, "offset": {"type": "integer"}, "totalCount": {"type": "integer"}, "rules": { "type": "array", "items": r("Rule") } } },
+        "Feedback": { "type": "object", "properties": { "id": text, "authority": text, "name": text, "email": text, "message": text, "page": text, "created_at": text } },
+        "ImportSummary": { "type": "object", "properties": { "import_id": text, "inserted": {"type": "integer"}, "updated": {"type": "integer"},
+            "deactivated": {"type": "integer"}, "unchanged": {"type": "integer"}, "destinations_created": {"type": "integer"} } }
+    })
+}

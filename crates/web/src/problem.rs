@@ -1,0 +1,125 @@
+//! RFC 7807 problem details: the one error shape of every JSON API, and the one place where
+//! application errors become HTTP statuses.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Problem types are URIs; ours live under the public URL's `/problems/`, FIT-Connect's
+/// under its own namespace where one fits.
+pub const TYPE_BASE: &str = "https://rathaus.invalid/problems/";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Which input was wrong, for clients that show the message beside a field.
+    #[serde(rename = "invalidParams", skip_serializing_if = "Vec::is_empty")]
+    pub invalid_params: Vec<InvalidParam>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InvalidParam {
+    pub name: String,
+    pub reason: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, kind: &str, title: &str) -> Self {
+        Problem {
+            kind: if kind.starts_with("https://") {
+                kind.to_owned()
+            } else {
+                format!("{TYPE_BASE}{kind}")
+            },
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: None,
+            instance: None,
+            invalid_params: Vec::new(),
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn param(mut self, name: &str, reason: impl Into<String>) -> Self {
+        self.invalid_params.push(InvalidParam {
+            name: name.to_owned(),
+            reason: reason.into(),
+        });
+        self
+    }
+
+    /// A wrong query or body parameter: 400 naming it.
+    pub fn bad_param(name: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-parameter",
+            "Invalid parameter",
+        )
+        .detail(format!("{name}: {reason}"))
+        .param(name, reason)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(detail)
+    }
+
+    pub fn internal() -> Self {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error")
+            .detail("The error was logged. Please try again later; if it persists, tell the operator the request id.")
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut res = (status, body).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        res
+    }
+}
+
+/// Maps application errors to problems. Internal details are logged, never sent.
+impl From<app::AppError> for Problem {
+    fn from(e: app::AppError) -> Self {
+        use app::AppError::*;
+        match e {
+            Invalid(m) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid input").detail(m)
+            }
+            InvalidField { field, message } => Problem::bad_param(field, message),
+            NotFound(m) => Problem::not_found(m),
+            Conflict(m) => Problem::new(StatusCode::CONFLICT, "conflict", "Conflict").detail(m),
+            Config(m) => {
+                tracing::error!(error = %m, "configuration error");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "misconfigured",
+                    "Service misconfigured",
+                )
+                .detail("The operator must fix the configuration; see the server log.")
+            }
+            other => {
+                tracing::error!(error = %other, "internal error");
+                Problem::internal()
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, Problem>;
