@@ -514,7 +514,10 @@ async fn authority_page(
         .as_ref()
         .and_then(|s| dir.current(s))
         .map(|s| context! { ars => s.ars.as_str(), name => s.display_name() });
-    let ctx = context! { a => authority_view(&dir, a, page.lang), successor };
+    // Links keep the key as the visitor wrote it (padded or not): both name the authority.
+    let mut view = authority_view(&dir, a, page.lang);
+    view.ars = ars;
+    let ctx = context! { a => view, successor };
     page.render(&state, StatusCode::OK, "authority.html", ctx)
 }
 
@@ -568,7 +571,11 @@ async fn render_legal(
     let (view, key) = {
         let dir = state.app.directory();
         match crate::public_api::find(&dir, ars) {
-            Ok(a) => (authority_view(&dir, a, page.lang), a.ars.clone()),
+            Ok(a) => {
+                let mut view = authority_view(&dir, a, page.lang);
+                view.ars = ars.to_owned();
+                (view, a.ars.clone())
+            }
             Err(_) => return page.error(state, StatusCode::NOT_FOUND),
         }
     };
