@@ -121,10 +121,10 @@ impl Config {
         let database_url = f
             .database_url
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("rathaus.db").display()));
-        if let Some(url) = &f.public_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("public_url must start with http:// or https://, got {url:?}");
-            }
+        if let Some(url) = &f.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("public_url must start with http:// or https://, got {url:?}");
         }
         let interval = f.reload_interval_secs.unwrap_or(2);
         if interval == 0 {

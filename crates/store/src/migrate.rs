@@ -31,7 +31,7 @@ pub(crate) fn known(backend: Backend) -> &'static [Migration] {
     }
 }
 
-const LOCK_ID: i64 = 0x5241_5448_4155_53; // "RATHAUS"
+const LOCK_ID: i64 = 0x0052_4154_4841_5553; // "RATHAUS" in ASCII
 
 pub(crate) async fn applied(pool: &AnyPool) -> Result<Vec<(i64, String)>> {
     let rows = sqlx::query("SELECT version, checksum FROM schema_migrations ORDER BY version")

@@ -136,7 +136,7 @@ async fn services_rules_and_destinations() {
             ..level.clone()
         };
         let err = s
-            .insert_rules(&[dup.clone()], "test", false)
+            .insert_rules(std::slice::from_ref(&dup), "test", false)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");

@@ -101,10 +101,10 @@ impl Directory {
                     _ => {}
                 }
             }
-            if let Some(place) = a.place_ars() {
-                if let Some(ags) = place.ags() {
-                    dir.ags_index.insert(ags.as_str().to_owned(), place);
-                }
+            if let Some(place) = a.place_ars()
+                && let Some(ags) = place.ags()
+            {
+                dir.ags_index.insert(ags.as_str().to_owned(), place);
             }
             dir.authorities.insert(a.ars.clone(), a);
         }
@@ -211,15 +211,15 @@ impl Directory {
             self.apply(rule, area, &mut found);
         }
         // Rules for smaller areas inside the one asked about take over their part of it.
-        if area.level() != ArsLevel::Gemeinde {
-            if let Some(list) = self.rules_by_service.get(&svc) {
-                let start = list.partition_point(|(a, _)| a <= area);
-                for (a, i) in &list[start..] {
-                    if !area.contains(a) {
-                        break;
-                    }
-                    self.apply(&self.rules[*i], a, &mut found);
+        if area.level() != ArsLevel::Gemeinde
+            && let Some(list) = self.rules_by_service.get(&svc)
+        {
+            let start = list.partition_point(|(a, _)| a <= area);
+            for (a, i) in &list[start..] {
+                if !area.contains(a) {
+                    break;
                 }
+                self.apply(&self.rules[*i], a, &mut found);
             }
         }
         if found.len() > 1 {
@@ -277,12 +277,11 @@ impl Directory {
                 },
                 None => {
                     // A kreisfreie Stadt is its own Gemeindeverband.
-                    if let Some(k) = area.prefix(ArsLevel::Kreis) {
-                        if let Some(a) = self.current(&k) {
-                            if a.kind == AuthorityKind::KreisfreieStadt {
-                                return vec![a];
-                            }
-                        }
+                    if let Some(k) = area.prefix(ArsLevel::Kreis)
+                        && let Some(a) = self.current(&k)
+                        && a.kind == AuthorityKind::KreisfreieStadt
+                    {
+                        return vec![a];
                     }
                     self.enumerate(&self.local_level, area)
                 }
@@ -423,11 +422,11 @@ fn build_places(authorities: &HashMap<Ars, Authority>) -> Vec<Place> {
                 | AuthorityKind::KreisfreieStadt
                 | AuthorityKind::Mitgliedsgemeinde
         );
-        if a.kind == AuthorityKind::Mitgliedsgemeinde {
-            if let Some(p) = &a.parent {
-                let plain = a.name.split(", ").next().unwrap_or(&a.name);
-                member_names.insert((p.clone(), crate::search::fold(plain)));
-            }
+        if a.kind == AuthorityKind::Mitgliedsgemeinde
+            && let Some(p) = &a.parent
+        {
+            let plain = a.name.split(", ").next().unwrap_or(&a.name);
+            member_names.insert((p.clone(), crate::search::fold(plain)));
         }
         let postcodes: Vec<&str> = a.details.postcodes.iter().map(String::as_str).collect();
         let plain = a.name.split(", ").next().unwrap_or(&a.name);

@@ -75,7 +75,7 @@ impl Haystack {
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        if self.whole.iter().any(|w| *w == query_whole) {
+        if self.whole.contains(&query_whole) {
             score += 100;
         }
         Some(score)

@@ -32,10 +32,11 @@ pub fn token(headers: &HeaderMap, secure: bool) -> (String, Option<HeaderValue>)
 /// Whether a form post is genuine: same-origin (where the browser tells) and the token
 /// in the form equals the one in the cookie.
 pub fn verify(headers: &HeaderMap, secure: bool, form_token: &str, public_url: &str) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site != "same-origin" && site != "none" {
-            return false;
-        }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && site != "same-origin"
+        && site != "none"
+    {
+        return false;
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let host = headers

@@ -86,15 +86,14 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
 /// Where a request came from: the peer address, or with a trusted reverse proxy the
 /// last address it appended to X-Forwarded-For.
 pub fn client_ip(req_headers: &axum::http::HeaderMap, peer: &Peer, trust_proxy: bool) -> IpAddr {
-    if trust_proxy {
-        if let Some(ip) = req_headers
+    if trust_proxy
+        && let Some(ip) = req_headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok())
-        {
-            return ip;
-        }
+    {
+        return ip;
     }
     peer.0.map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }

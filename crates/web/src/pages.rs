@@ -125,13 +125,13 @@ impl Page {
                     header::VARY,
                     HeaderValue::from_static("Accept-Language, Cookie"),
                 );
-                if self.set_lang_cookie {
-                    if let Ok(v) = HeaderValue::from_str(&format!(
+                if self.set_lang_cookie
+                    && let Ok(v) = HeaderValue::from_str(&format!(
                         "lang={}; Path=/; Max-Age=31536000; SameSite=Lax",
                         self.lang.code()
-                    )) {
-                        h.append(header::SET_COOKIE, v);
-                    }
+                    ))
+                {
+                    h.append(header::SET_COOKIE, v);
                 }
                 res
             }
@@ -468,27 +468,29 @@ async fn finder(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> 
         chosen_service => chosen_service.map(|s| context! { key => s.key.as_str(), name => &s.name }),
         chosen_place => &chosen_place,
     };
-    if let (Some(service), Some(place)) = (chosen_service, &chosen_place) {
-        if errors.is_empty() && service_choices.is_empty() && place_choices.is_empty() {
-            let area = Ars::parse(&place.ars).ok();
-            let result: Vec<AuthorityView> = area
-                .map(|a| dir.resolve(&service.key, &a))
-                .unwrap_or_default()
-                .iter()
-                .map(|r| authority_view(&dir, r.authority, lang))
-                .collect();
-            let d = &service.details;
-            let facts = context! {
-                documents => &d.required_documents,
-                fees => &d.fees,
-                duration => d.processing_time.as_ref().map(|p| {
-                    let unit = lang.t(&format!("unit_{}", p.unit));
-                    if p.min == p.max { format!("{} {unit}", p.min) } else { format!("{}–{} {unit}", p.min, p.max) }
-                }),
-                legal_basis => &d.legal_basis,
-            };
-            ctx = context! { result => result, service_facts => facts, ..ctx };
-        }
+    if let (Some(service), Some(place)) = (chosen_service, &chosen_place)
+        && errors.is_empty()
+        && service_choices.is_empty()
+        && place_choices.is_empty()
+    {
+        let area = Ars::parse(&place.ars).ok();
+        let result: Vec<AuthorityView> = area
+            .map(|a| dir.resolve(&service.key, &a))
+            .unwrap_or_default()
+            .iter()
+            .map(|r| authority_view(&dir, r.authority, lang))
+            .collect();
+        let d = &service.details;
+        let facts = context! {
+            documents => &d.required_documents,
+            fees => &d.fees,
+            duration => d.processing_time.as_ref().map(|p| {
+                let unit = lang.t(&format!("unit_{}", p.unit));
+                if p.min == p.max { format!("{} {unit}", p.min) } else { format!("{}–{} {unit}", p.min, p.max) }
+            }),
+            legal_basis => &d.legal_basis,
+        };
+        ctx = context! { result => result, service_facts => facts, ..ctx };
     }
     let status = if errors.is_empty() {
         StatusCode::OK

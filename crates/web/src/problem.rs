@@ -9,8 +9,12 @@ use serde::Serialize;
 /// under its own namespace where one fits.
 pub const TYPE_BASE: &str = "https://rathaus.invalid/problems/";
 
+/// A problem; boxed so that `Result<T, Problem>` stays small on the happy path.
+#[derive(Debug, Clone)]
+pub struct Problem(Box<ProblemBody>);
+
 #[derive(Debug, Clone, Serialize)]
-pub struct Problem {
+pub struct ProblemBody {
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
@@ -32,7 +36,7 @@ pub struct InvalidParam {
 
 impl Problem {
     pub fn new(status: StatusCode, kind: &str, title: &str) -> Self {
-        Problem {
+        Problem(Box::new(ProblemBody {
             kind: if kind.starts_with("https://") {
                 kind.to_owned()
             } else {
@@ -43,16 +47,16 @@ impl Problem {
             detail: None,
             instance: None,
             invalid_params: Vec::new(),
-        }
+        }))
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     pub fn param(mut self, name: &str, reason: impl Into<String>) -> Self {
-        self.invalid_params.push(InvalidParam {
+        self.0.invalid_params.push(InvalidParam {
             name: name.to_owned(),
             reason: reason.into(),
         });
@@ -83,8 +87,9 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&*self.0).unwrap_or_default();
         let mut res = (status, body).into_response();
         res.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -76,6 +76,9 @@ fn paging(params: &[(String, String)]) -> ApiResult<(usize, usize)> {
     Ok((offset, limit))
 }
 
+/// The rate-limit headers to send, or the 429 answer. (`Response` is large, but this is the
+/// rare path and returns straight to the client.)
+#[allow(clippy::result_large_err)]
 fn rate_limited(
     state: &AppState,
     headers: &HeaderMap,
