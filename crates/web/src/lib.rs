@@ -25,7 +25,7 @@ use axum::Router;
 use axum::http::{HeaderName, StatusCode};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use middleware::RateLimiter;
 pub use problem::Problem;
@@ -109,7 +109,7 @@ pub fn router(app: Arc<App>, config: WebConfig) -> Router {
         ))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::DEBUG))
+                .make_span_with(request_span)
                 .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -118,6 +118,17 @@ pub fn router(app: Arc<App>, config: WebConfig) -> Router {
         router = router.layer(axum::middleware::from_fn(middleware::hsts));
     }
     router
+}
+
+/// Every log line written while serving a request carries its id (the `x-request-id` header
+/// that is also sent back), so an error reported by a user can be found in the log.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish.
