@@ -69,7 +69,7 @@ impl App {
             "keys": routing_keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>()
         });
         let app = Arc::new(App {
-            directory: ArcSwap::from_pointee(load_directory(&store).await?),
+            directory: ArcSwap::from_pointee(load_directory(&store, &settings.public_url).await?),
             store,
             settings,
             jwks: serde_json::to_vec(&jwks).unwrap_or_default().into(),
@@ -109,8 +109,9 @@ impl App {
     }
 
     async fn reload(&self) -> Result<()> {
-        self.directory
-            .store(Arc::new(load_directory(&self.store).await?));
+        self.directory.store(Arc::new(
+            load_directory(&self.store, &self.settings.public_url).await?,
+        ));
         Ok(())
     }
 
@@ -180,17 +181,19 @@ impl App {
     }
 }
 
-async fn load_directory(store: &Store) -> Result<Directory> {
+async fn load_directory(store: &Store, public_url: &str) -> Result<Directory> {
     // The generation is read first: a change that lands while we read makes the snapshot
     // look older than it is, so the next poll reloads again rather than missing it.
     let generation = store.generation().await?;
-    Ok(Directory::build(
+    let mut dir = Directory::build(
         store.load_authorities().await?,
         store.load_services().await?,
         store.load_rules().await?,
         store.load_destinations().await?,
         generation,
-    ))
+    );
+    dir.prepare_routes(public_url);
+    Ok(dir)
 }
 
 /// Installs an existing key as the routing signing key (key import by an operator; tests).

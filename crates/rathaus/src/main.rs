@@ -3,6 +3,11 @@
 
 mod config;
 
+// mimalloc: the Routing API allocates many small, short-lived buffers per request; glibc's
+// allocator showed up with ~10% of CPU time in profiles.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

@@ -62,6 +62,7 @@ pub struct Directory {
     places: Vec<Place>,
     /// Changes with every write to the directory, so other nodes know when to reload.
     pub generation: i64,
+    routes: crate::routing::RouteFragments,
 }
 
 fn service_code(key: &Leistungsschluessel) -> u64 {
@@ -175,6 +176,15 @@ impl Directory {
 
     pub fn destination(&self, authority: &Ars) -> Option<&DestinationRecord> {
         self.destinations.get(authority)
+    }
+
+    /// Pre-serialises the Routing API answers' pieces for links under `base_url`.
+    pub fn prepare_routes(&mut self, base_url: &str) {
+        self.routes = crate::routing::RouteFragments::build(self, base_url);
+    }
+
+    pub fn route_fragments(&self) -> &crate::routing::RouteFragments {
+        &self.routes
     }
 
     pub fn destinations(&self) -> impl Iterator<Item = &DestinationRecord> {

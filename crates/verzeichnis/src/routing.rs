@@ -208,3 +208,81 @@ pub fn route<'a>(
         origin: "Rathaus",
     }
 }
+
+/// Pre-serialised pieces of route answers, built once per directory snapshot so that the
+/// Routing API only concatenates bytes: the authority's part, the service's part and the
+/// signature are each fixed for a snapshot.
+#[derive(Debug, Default)]
+pub struct RouteFragments {
+    authority: std::collections::HashMap<domain::Ars, String>,
+    service: std::collections::HashMap<domain::Leistungsschluessel, String>,
+}
+
+/// The members of a JSON object, without its braces.
+fn members(value: serde_json::Value) -> String {
+    let text = value.to_string();
+    text.strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or("")
+        .to_owned()
+}
+
+impl RouteFragments {
+    pub fn build(dir: &crate::Directory, base_url: &str) -> Self {
+        let mut out = RouteFragments::default();
+        for a in dir.authorities() {
+            let Some(dest) = dir.destination(&a.ars) else {
+                continue;
+            };
+            let r = route(a, dir.full_name(a), None, dest, "", base_url);
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("destinationSignature");
+            }
+            out.authority.insert(a.ars.clone(), members(v));
+        }
+        for s in dir.services() {
+            let d = &s.details;
+            let docs =
+                (!d.required_documents.is_empty()).then(|| d.required_documents.join("\n\n"));
+            let v = serde_json::json!({
+                "furtherInformation": described(d.description.as_deref()),
+                "requiredDocuments": described(docs.as_deref()),
+                "legalBasis": described(d.legal_basis.as_deref()),
+                "deadline": described(d.deadline.as_deref()),
+                "processingDuration": d.processing_time.as_ref().map(|p| Duration { min_duration: p.min, max_duration: p.max, unit: &p.unit }),
+            });
+            let mut v = v;
+            if let Some(o) = v.as_object_mut() {
+                o.retain(|_, x| !x.is_null());
+            }
+            out.service.insert(s.key.clone(), members(v));
+        }
+        out
+    }
+
+    /// Appends the route of `authority` for `service`, signed by `signature`, as JSON.
+    /// False if the authority is unknown to this snapshot.
+    pub fn write(
+        &self,
+        out: &mut Vec<u8>,
+        authority: &domain::Ars,
+        service: &domain::Leistungsschluessel,
+        signature: &str,
+    ) -> bool {
+        let Some(a) = self.authority.get(authority) else {
+            return false;
+        };
+        out.extend_from_slice(b"{\"destinationSignature\":\"");
+        // A compact JWS is base64url and dots only: nothing to escape.
+        out.extend_from_slice(signature.as_bytes());
+        out.extend_from_slice(b"\",");
+        out.extend_from_slice(a.as_bytes());
+        if let Some(s) = self.service.get(service).filter(|s| !s.is_empty()) {
+            out.push(b',');
+            out.extend_from_slice(s.as_bytes());
+        }
+        out.push(b'}');
+        true
+    }
+}

@@ -127,15 +127,6 @@ fn json_response(body: Vec<u8>, extra: [(&'static str, HeaderValue); 3]) -> Resp
     res
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RouteResult<'a> {
-    count: usize,
-    offset: usize,
-    total_count: usize,
-    routes: Vec<verzeichnis::routing::Route<'a>>,
-}
-
 async fn routes(
     State(state): State<AppState>,
     peer: crate::middleware::Peer,
@@ -206,33 +197,38 @@ fn route_answer(state: &AppState, raw: Option<&str>) -> ApiResult<Vec<u8>> {
         Some(area) => dir.resolve(&key, &area),
         None => Vec::new(),
     };
-    let service = dir.service(&key);
-    let base = &state.app.settings().public_url;
-    let mut routes = Vec::with_capacity(resolutions.len().min(limit));
+    // The answer is concatenated from fragments serialised when the snapshot was built.
+    let fragments = dir.route_fragments();
+    let mut routes = Vec::with_capacity(4096);
+    let mut count = 0;
     for r in resolutions.iter().skip(offset).take(limit) {
-        let Some(dest) = dir.destination(&r.authority.ars) else {
-            continue;
-        };
-        let Some(signed) = dest.signatures.get(key.group()) else {
+        let Some(signed) = dir
+            .destination(&r.authority.ars)
+            .and_then(|d| d.signatures.get(key.group()))
+        else {
             tracing::warn!(authority = %r.authority.ars, "responsible authority has no destination signature yet");
             continue;
         };
-        routes.push(verzeichnis::routing::route(
-            r.authority,
-            dir.full_name(r.authority),
-            service,
-            dest,
-            &signed.signature,
-            base,
-        ));
+        if count > 0 {
+            routes.push(b',');
+        }
+        if fragments.write(&mut routes, &r.authority.ars, &key, &signed.signature) {
+            count += 1;
+        } else if count > 0 {
+            routes.pop();
+        }
     }
-    let result = RouteResult {
-        count: routes.len(),
-        offset,
-        total_count: resolutions.len(),
-        routes,
-    };
-    serde_json::to_vec(&result).map_err(|_| Problem::internal())
+    let mut body = Vec::with_capacity(routes.len() + 64);
+    body.extend_from_slice(
+        format!(
+            "{{\"count\":{count},\"offset\":{offset},\"totalCount\":{},\"routes\":[",
+            resolutions.len()
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(&routes);
+    body.extend_from_slice(b"]}");
+    Ok(body)
 }
 
 #[derive(Serialize)]
