@@ -10,6 +10,7 @@
 #   BENCH_THREADS=2         wrk threads
 #   BENCH_WARMUP=3s         unmeasured wrk run before each measured one (0 = none)
 #   BENCH_QUERIES=1000      length of the query mix (80% with a route, 20% empty)
+#   BENCH_MIX=place         place queries only; "coarse" adds 20% Kreis-level (5-digit) queries
 #   BENCH_RULE_FACTOR=20    second Rathaus run with FACTOR x the demo rule count
 #   BENCH_SKIP_BUILD=1      use the binaries already built
 #   RATHAUS_BIN / BASELINE_BIN   binaries to use instead of <target>/release/{rathaus,bench-baseline}
@@ -274,13 +275,21 @@ log "candidate HTTP codes: $(cut -f3 "$T/candidates.out" | sort | uniq -c | awk 
 ((C_ROUTE > 0 && C_EMPTY > 0)) \
     || die "need queries answering 200 with routes and 200 with \"routes\": [] (see $T/candidates.out)"
 
+# BENCH_MIX=place (default): the question a sender asks for an application, one place
+# (12-/9-digit ARS or an AGS). BENCH_MIX=coarse adds 20% Kreis-level (5-digit) queries,
+# each answered with every authority of the Kreis (12-19 routes, ~50 KB).
+case "${BENCH_MIX:-place}" in
+    place) PICK_ROUTE="ars12 ars9 ars12 ags8 ars12 ars9 ags8 ars12 ars12 ars9"; PICK_EMPTY="ars12 ars9 ags8 ars12 ars9 ars12 ars12 ars9 ars9 ars12" ;;
+    coarse) PICK_ROUTE="ars12 ars9 ars12 ars5 ars12 ars9 ags8 ars12 ars5 ars9"; PICK_EMPTY="ars12 ars9 ars5 ars12 ags8 ars9 ars12 ars5 ars9 ars12" ;;
+    *) die "BENCH_MIX must be place or coarse" ;;
+esac
 N_ROUTE=$(((NQUERIES * 8 + 5) / 10))
 N_EMPTY=$((NQUERIES - N_ROUTE))
 {
     awk -F'\t' '$4 > 0 { print $1 "\t" $2 }' "$T/candidates.out" | shuffle 11 \
-        | pick "$N_ROUTE" "ars12 ars9 ars12 ars5 ars12 ars9 ags8 ars12 ars5 ars9" | sed 's/^/route\t/'
+        | pick "$N_ROUTE" "$PICK_ROUTE" | sed 's/^/route\t/'
     awk -F'\t' '$3 == "200" && $4 == 0 { print $1 "\t" $2 }' "$T/candidates.out" | shuffle 13 \
-        | pick "$N_EMPTY" "ars12 ars9 ars5 ars12 ags8 ars9 ars12 ars5 ars9 ars12" | sed 's/^/empty\t/'
+        | pick "$N_EMPTY" "$PICK_EMPTY" | sed 's/^/empty\t/'
 } | shuffle 17 >"$T/mix.tsv"
 cut -f3 "$T/mix.tsv" >"$T/paths.txt"
 MIX_FORMS=$(cut -f2 "$T/mix.tsv" | sort | uniq -c | awk '{ printf "%s%s %s", sep, $2, $1; sep = ", " }')

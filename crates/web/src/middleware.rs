@@ -47,6 +47,8 @@ pub async fn hsts(req: Request, next: Next) -> Response {
 }
 
 /// Request count and latency per route and status (Prometheus, via the `metrics` facade).
+/// (Caching the handles behind a lock was measured slower: the shared lock and reference
+/// counts bounce between cores; the exporter's own sharded registry does better.)
 pub async fn track_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
@@ -55,7 +57,21 @@ pub async fn track_metrics(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().as_str().to_owned();
+    let request_id = req.headers().get("x-request-id").cloned();
     let res = next.run(req).await;
+    if res.status().is_server_error() {
+        let id = request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::error!(
+            request_id = id,
+            method,
+            route,
+            status = res.status().as_u16(),
+            "request failed"
+        );
+    }
     let status = res.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
     metrics::counter!("http_requests_total", &labels).increment(1);
