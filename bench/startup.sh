@@ -38,6 +38,9 @@ ensure_tool jq jq
 
 cargo_build rathaus
 RATHAUS=${RATHAUS_BIN:-$TARGET_RELEASE/rathaus}
+# An installation has one public URL. Without it the URL would follow the fresh port of each
+# run, and every start would re-sign all destination signatures for the new issuer.
+export RATHAUS_PUBLIC_URL=${RATHAUS_PUBLIC_URL:-http://localhost:8080}
 [[ -x "$RATHAUS" ]] || die "no rathaus binary at $RATHAUS"
 
 T=$BENCH_TMP
