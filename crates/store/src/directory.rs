@@ -237,42 +237,9 @@ impl Store {
         details: &verzeichnis::AuthorityDetails,
         source: &str,
     ) -> Result<()> {
-        let at = now();
-        let mut tx = self.begin_write().await?;
-        let before = sqlx::query(&format!(
-            "SELECT {AUTHORITY_COLUMNS} FROM authorities WHERE ars = $1"
-        ))
-        .bind(ars.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-        .as_ref()
-        .map(authority_from_row)
-        .transpose()?
-        .ok_or_else(|| StoreError::NotFound(format!("authority {ars}")))?;
-        if before.details == *details {
-            return Ok(());
-        }
-        sqlx::query("UPDATE authorities SET details = $2, updated_at = $3 WHERE ars = $1")
-            .bind(ars.as_str())
-            .bind(json(details))
-            .bind(&at)
-            .execute(&mut *tx)
-            .await?;
-        let mut after = before.clone();
-        after.details = details.clone();
-        history(
-            &mut tx,
-            ars,
-            &at,
-            source,
-            "update",
-            Some(&before),
-            Some(&after),
-        )
-        .await?;
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
+        self.update_authority_details_many(&[(ars.clone(), details.clone())], source)
+            .await
+            .map(|_| ())
     }
 
     /// Sets the details of many authorities in one transaction (the demo seeding).
