@@ -25,7 +25,6 @@ use axum::Router;
 use axum::http::{HeaderName, StatusCode};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use middleware::RateLimiter;
 pub use problem::Problem;
@@ -101,17 +100,11 @@ pub fn router(app: Arc<App>, config: WebConfig) -> Router {
         .merge(pages::router())
         .fallback(pages::not_found)
         .with_state(state)
-        .layer(axum::middleware::from_fn(middleware::track_metrics))
-        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn(middleware::observe_and_secure))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
         ))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
-        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(
             REQUEST_ID,
@@ -124,19 +117,6 @@ pub fn router(app: Arc<App>, config: WebConfig) -> Router {
         router = router.layer(axum::middleware::from_fn(middleware::hsts));
     }
     router
-}
-
-/// With `RATHAUS_LOG=info,rathaus::request=debug` every log line written while serving a
-/// request carries its id (the `x-request-id` header that is also sent back). Off by default:
-/// an enabled span per request costs a tenth of the Routing API's throughput. Server errors
-/// are logged with their request id in any case (see `middleware::track_metrics`).
-fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    let id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    tracing::debug_span!(target: "rathaus::request", "request", request_id = %id, method = %req.method(), path = %req.uri().path())
 }
 
 /// Request ids: a random per-process prefix and a counter, unique without a system call

@@ -4,7 +4,7 @@
 //! Every answer comes from the in-memory directory: no database access, no signing.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, body::Body};
@@ -13,6 +13,7 @@ use serde::Serialize;
 use verzeichnis::RouteQuery;
 
 use crate::AppState;
+use crate::middleware::ClientIp;
 use crate::problem::{ApiResult, Problem};
 
 pub fn router() -> Router<AppState> {
@@ -81,10 +82,8 @@ fn paging(params: &[(String, String)]) -> ApiResult<(usize, usize)> {
 #[allow(clippy::result_large_err)]
 fn rate_limited(
     state: &AppState,
-    headers: &HeaderMap,
-    peer: &crate::middleware::Peer,
+    ip: std::net::IpAddr,
 ) -> Result<[(&'static str, HeaderValue); 3], Response> {
-    let ip = crate::middleware::client_ip(headers, peer, state.config.trust_forwarded_for);
     let r = state.routing_limiter.check(ip);
     let hv = |n: u64| HeaderValue::from(n);
     let headers = [
@@ -129,11 +128,10 @@ fn json_response(body: Vec<u8>, extra: [(&'static str, HeaderValue); 3]) -> Resp
 
 async fn routes(
     State(state): State<AppState>,
-    peer: crate::middleware::Peer,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let limits = match rate_limited(&state, &headers, &peer) {
+    let limits = match rate_limited(&state, ip) {
         Ok(h) => h,
         Err(res) => return res,
     };
@@ -256,11 +254,10 @@ fn valid_term(t: &str) -> bool {
 
 async fn areas(
     State(state): State<AppState>,
-    peer: crate::middleware::Peer,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let limits = match rate_limited(&state, &headers, &peer) {
+    let limits = match rate_limited(&state, ip) {
         Ok(h) => h,
         Err(res) => return res,
     };
