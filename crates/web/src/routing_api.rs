@@ -12,6 +12,8 @@ use domain::{Ags, Ars, Leistungsschluessel};
 use serde::Serialize;
 use verzeichnis::RouteQuery;
 
+use std::borrow::Cow;
+
 use crate::AppState;
 use crate::middleware::ClientIp;
 use crate::problem::{ApiResult, Problem};
@@ -29,7 +31,10 @@ const MAX_LIMIT: usize = 500;
 /// No legitimate query is longer; longer ones are refused before parsing.
 const MAX_QUERY_LEN: usize = 2048;
 
-fn params(raw: Option<&str>) -> ApiResult<Vec<(String, String)>> {
+type Params<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+/// Query parameters, borrowed from the query string unless they needed decoding.
+fn params(raw: Option<&str>) -> ApiResult<Params<'_>> {
     let raw = raw.unwrap_or("");
     if raw.len() > MAX_QUERY_LEN {
         return Err(Problem::bad_param(
@@ -37,14 +42,15 @@ fn params(raw: Option<&str>) -> ApiResult<Vec<(String, String)>> {
             format!("the query string is longer than {MAX_QUERY_LEN} bytes"),
         ));
     }
-    Ok(form_urlencoded::parse(raw.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect())
+    Ok(form_urlencoded::parse(raw.as_bytes()).collect())
 }
 
-fn single<'a>(params: &'a [(String, String)], name: &str) -> ApiResult<Option<&'a str>> {
+fn single<'a>(
+    params: &'a [(Cow<'a, str>, Cow<'a, str>)],
+    name: &str,
+) -> ApiResult<Option<&'a str>> {
     let mut found = params.iter().filter(|(k, _)| k == name);
-    let first = found.next().map(|(_, v)| v.as_str());
+    let first = found.next().map(|(_, v)| v.as_ref());
     if found.next().is_some() {
         return Err(Problem::bad_param(
             name,
@@ -54,7 +60,7 @@ fn single<'a>(params: &'a [(String, String)], name: &str) -> ApiResult<Option<&'
     Ok(first)
 }
 
-fn paging(params: &[(String, String)]) -> ApiResult<(usize, usize)> {
+fn paging(params: &[(Cow<'_, str>, Cow<'_, str>)]) -> ApiResult<(usize, usize)> {
     let offset = match single(params, "offset")? {
         None => 0,
         Some(v) => v
@@ -266,7 +272,7 @@ async fn areas(
         let terms: Vec<&str> = params
             .iter()
             .filter(|(k, _)| k == "areaSearchexpression")
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
             .collect();
         const NAME: &str = "areaSearchexpression";
         if terms.is_empty() {
