@@ -349,6 +349,11 @@ async fn rules(cmd: RulesCommand, config: &Config) -> Result<()> {
 
 async fn serve(config: Config) -> Result<()> {
     let started = std::time::Instant::now();
+    // Registered before anything else: a SIGTERM that arrives while starting must end the
+    // process gracefully, not by the signal's default action.
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -393,6 +398,9 @@ async fn serve(config: Config) -> Result<()> {
     let server = tokio::spawn(web::serve(listener, router, async move {
         let _ = rx.await;
     }));
+    #[cfg(unix)]
+    shutdown_signal(term).await;
+    #[cfg(not(unix))]
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     let _ = tx.send(());
@@ -411,25 +419,17 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
+#[cfg(unix)]
+async fn shutdown_signal(mut term: tokio::signal::unix::Signal) {
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
     }
+}
+
+#[cfg(not(unix))]
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The demo's admin token, kept in the data dir so it survives restarts.
