@@ -267,7 +267,7 @@ async fn rules_validate_and_resign_only_what_changed() {
 }
 
 #[tokio::test]
-async fn another_node_sees_changes() {
+async fn a_node_with_another_key_encryption_key_refuses_to_start() {
     for backend in backends() {
         let db = fresh(backend).await;
         let a = open(&db).await;

@@ -132,16 +132,18 @@ fn json_response(body: Vec<u8>, extra: [(&'static str, HeaderValue); 3]) -> Resp
     res
 }
 
-async fn routes(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    RawQuery(raw): RawQuery,
+/// Counts the request against the client's limit, then answers with `answer`; the
+/// `RateLimit-*` headers go on every answer, success or problem.
+fn limited(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    answer: impl FnOnce() -> ApiResult<Vec<u8>>,
 ) -> Response {
-    let limits = match rate_limited(&state, ip) {
+    let limits = match rate_limited(state, ip) {
         Ok(h) => h,
         Err(res) => return res,
     };
-    match route_answer(&state, raw.as_deref()) {
+    match answer() {
         Ok(body) => json_response(body, limits),
         Err(p) => {
             let mut res = p.into_response();
@@ -151,6 +153,14 @@ async fn routes(
             res
         }
     }
+}
+
+async fn routes(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    limited(&state, ip, || route_answer(&state, raw.as_deref()))
 }
 
 fn route_answer(state: &AppState, raw: Option<&str>) -> ApiResult<Vec<u8>> {
@@ -263,60 +273,52 @@ async fn areas(
     ClientIp(ip): ClientIp,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let limits = match rate_limited(&state, ip) {
-        Ok(h) => h,
-        Err(res) => return res,
-    };
-    let answer = (|| -> ApiResult<Vec<u8>> {
-        let params = params(raw.as_deref())?;
-        let terms: Vec<&str> = params
-            .iter()
-            .filter(|(k, _)| k == "areaSearchexpression")
-            .map(|(_, v)| v.as_ref())
-            .collect();
-        const NAME: &str = "areaSearchexpression";
-        if terms.is_empty() {
-            return Err(Problem::bad_param(
-                NAME,
-                "required: a place name or postcode, e.g. Hannover or Nenn*",
-            ));
-        }
-        if terms.len() > 10 {
-            return Err(Problem::bad_param(NAME, "at most 10 search terms"));
-        }
-        if let Some(bad) = terms.iter().find(|t| !valid_term(t) || t.len() > 100) {
-            return Err(Problem::bad_param(
-                NAME,
-                format!(
-                    "{bad:?}: each term needs at least 2 characters besides * (and at most 100)"
-                ),
-            ));
-        }
-        let (offset, limit) = paging(&params)?;
-        let dir = state.app.directory();
-        let hits = dir.search_places(&terms, false);
-        let areas: Vec<Area<'_>> = hits
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|p| Area {
-                id: p.ars.as_str(),
-                name: &p.name,
-                kind: p.kind.label_de(),
-            })
-            .collect();
-        serde_json::to_vec(&AreaResult {
-            count: areas.len(),
-            offset,
-            total_count: hits.len(),
-            areas,
-        })
-        .map_err(|_| Problem::internal())
-    })();
-    match answer {
-        Ok(body) => json_response(body, limits),
-        Err(p) => p.into_response(),
+    limited(&state, ip, || area_answer(&state, raw.as_deref()))
+}
+
+fn area_answer(state: &AppState, raw: Option<&str>) -> ApiResult<Vec<u8>> {
+    let params = params(raw)?;
+    let terms: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k == "areaSearchexpression")
+        .map(|(_, v)| v.as_ref())
+        .collect();
+    const NAME: &str = "areaSearchexpression";
+    if terms.is_empty() {
+        return Err(Problem::bad_param(
+            NAME,
+            "required: a place name or postcode, e.g. Hannover or Nenn*",
+        ));
     }
+    if terms.len() > 10 {
+        return Err(Problem::bad_param(NAME, "at most 10 search terms"));
+    }
+    if let Some(bad) = terms.iter().find(|t| !valid_term(t) || t.len() > 100) {
+        return Err(Problem::bad_param(
+            NAME,
+            format!("{bad:?}: each term needs at least 2 characters besides * (and at most 100)"),
+        ));
+    }
+    let (offset, limit) = paging(&params)?;
+    let dir = state.app.directory();
+    let hits = dir.search_places(&terms, false);
+    let areas: Vec<Area<'_>> = hits
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|p| Area {
+            id: p.ars.as_str(),
+            name: &p.name,
+            kind: p.kind.label_de(),
+        })
+        .collect();
+    serde_json::to_vec(&AreaResult {
+        count: areas.len(),
+        offset,
+        total_count: hits.len(),
+        areas,
+    })
+    .map_err(|_| Problem::internal())
 }
 
 async fn info() -> impl IntoResponse {

@@ -208,6 +208,7 @@ async fn invalid_routing_parameters_get_problems_naming_them() {
                 .await
                 .unwrap();
             assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{q}");
+            assert!(res.headers().contains_key("ratelimit-limit"), "{q}");
         }
     }
 }
