@@ -69,21 +69,23 @@ ensure_tool() {
     command -v "$cmd" >/dev/null 2>&1 || die "installing $pkg did not provide $cmd"
 }
 
-# cargo_build PACKAGE...: release build from the workspace root (skip with BENCH_SKIP_BUILD=1),
-# then sets TARGET_RELEASE to the directory holding the binaries.
+# cargo_build PACKAGE...: build from the workspace root with the profile operators deploy
+# (BENCH_PROFILE, default "production"; skip with BENCH_SKIP_BUILD=1), then sets
+# TARGET_RELEASE to the directory holding the binaries.
+BENCH_PROFILE=${BENCH_PROFILE:-production}
 cargo_build() {
     local args=() p
     for p in "$@"; do args+=(-p "$p"); done
     if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
-        log "building: cargo build --release ${args[*]}"
-        run_fg cargo build --manifest-path "$ROOT/Cargo.toml" --release "${args[@]}"
+        log "building: cargo build --profile $BENCH_PROFILE ${args[*]}"
+        run_fg cargo build --manifest-path "$ROOT/Cargo.toml" --profile "$BENCH_PROFILE" "${args[@]}"
     fi
     local target
     target="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null | jq -r .target_directory)" \
         || target=""
     [[ -n "$target" && "$target" != null ]] || target="${CARGO_TARGET_DIR:-$ROOT/target}"
     # shellcheck disable=SC2034  # used by the scripts that source this file
-    TARGET_RELEASE="$target/release"
+    if [[ "$BENCH_PROFILE" == dev ]]; then TARGET_RELEASE="$target/debug"; else TARGET_RELEASE="$target/$BENCH_PROFILE"; fi
 }
 
 # first readable file among the arguments

@@ -13,7 +13,7 @@
 #   BENCH_MIX=place         place queries only; "coarse" adds 20% Kreis-level (5-digit) queries
 #   BENCH_RULE_FACTOR=20    second Rathaus run with FACTOR x the demo rule count
 #   BENCH_SKIP_BUILD=1      use the binaries already built
-#   RATHAUS_BIN / BASELINE_BIN   binaries to use instead of <target>/release/{rathaus,bench-baseline}
+#   RATHAUS_BIN / BASELINE_BIN   binaries to use instead of <target>/<BENCH_PROFILE>/{rathaus,bench-baseline}
 #   BENCH_RESTART_FLAGS="--demo" flags of `rathaus serve` when restarting on the existing data dir
 #   BENCH_READY_TIMEOUT=180 seconds to wait for /readyz (first demo start creates keys)
 #   BENCH_STRICT=1          exit 1 if a Rathaus run misses the targets

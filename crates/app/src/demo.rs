@@ -281,10 +281,27 @@ fn legal_texts(a: &Authority, lang: &str) -> [(&'static str, String); 3] {
     }
 }
 
+/// Bump when the directory part of the demo seed changes, so existing data dirs get it.
+const DEMO_DIRECTORY_SEED_VERSION: u32 = 1;
+const DEMO_DIRECTORY_SEED_KEY: &str = "demo_directory_seed";
+
 impl App {
     /// Seeds the demo. Safe to run at every start.
     pub async fn seed_demo(&self) -> Result<()> {
+        self.seed_demo_directory().await
+    }
+
+    /// The directory part of the demo: areas, catalogue, details, legal pages and rules.
+    ///
+    /// Skipped when this seed version already ran and the directory has not changed since:
+    /// checking every row again would load the whole directory a second time at each start,
+    /// and the allocator would keep that memory for the life of the process.
+    async fn seed_demo_directory(&self) -> Result<()> {
         let store = &self.store;
+        let marker = format!("{DEMO_DIRECTORY_SEED_VERSION}:{}", store.generation().await?);
+        if store.meta_get(DEMO_DIRECTORY_SEED_KEY).await?.as_deref() == Some(marker.as_str()) {
+            return Ok(());
+        }
         if store.load_authorities().await?.is_empty() {
             let rows = verzeichnis::gebiete::parse(bundled::GEBIETE)?;
             let plan = verzeichnis::gebiete::plan(&[], &rows, &Default::default());
@@ -416,6 +433,8 @@ impl App {
         }
         store.insert_rules(&rules, "demo", false).await?;
         self.after_change().await?;
+        let marker = format!("{DEMO_DIRECTORY_SEED_VERSION}:{}", store.generation().await?);
+        store.meta_set(DEMO_DIRECTORY_SEED_KEY, &marker).await?;
         Ok(())
     }
 }

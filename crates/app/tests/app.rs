@@ -134,6 +134,13 @@ async fn demo_directory_answers_the_finder_questions() {
         let generation = db.store().generation().await.unwrap();
         app.seed_demo().await.unwrap();
         assert_eq!(db.store().generation().await.unwrap(), generation);
+        // Also when the check runs in full rather than trusting the seed marker.
+        db.store()
+            .meta_set("demo_directory_seed", "stale")
+            .await
+            .unwrap();
+        app.seed_demo().await.unwrap();
+        assert_eq!(db.store().generation().await.unwrap(), generation);
     }
 }
 
