@@ -298,7 +298,10 @@ impl App {
     /// and the allocator would keep that memory for the life of the process.
     async fn seed_demo_directory(&self) -> Result<()> {
         let store = &self.store;
-        let marker = format!("{DEMO_DIRECTORY_SEED_VERSION}:{}", store.generation().await?);
+        let marker = format!(
+            "{DEMO_DIRECTORY_SEED_VERSION}:{}",
+            store.generation().await?
+        );
         if store.meta_get(DEMO_DIRECTORY_SEED_KEY).await?.as_deref() == Some(marker.as_str()) {
             return Ok(());
         }
@@ -433,7 +436,10 @@ impl App {
         }
         store.insert_rules(&rules, "demo", false).await?;
         self.after_change().await?;
-        let marker = format!("{DEMO_DIRECTORY_SEED_VERSION}:{}", store.generation().await?);
+        let marker = format!(
+            "{DEMO_DIRECTORY_SEED_VERSION}:{}",
+            store.generation().await?
+        );
         store.meta_set(DEMO_DIRECTORY_SEED_KEY, &marker).await?;
         Ok(())
     }

@@ -5,8 +5,10 @@
 //! database first and then reloaded from it, so a snapshot is always something the database
 //! held; other nodes notice the change through the directory generation and reload too.
 
+mod accounts;
 pub mod demo;
 mod error;
+pub mod mails;
 mod rules;
 mod signing;
 
@@ -21,6 +23,10 @@ use store::{AreaImportSummary, Store, StoredKey};
 use tokio::sync::Mutex;
 use verzeichnis::{AuthorityDetails, Directory, gebiete};
 
+pub use accounts::{
+    AccountSettings, ClientInfo, LoginOutcome, SecondFactorOutcome, Session, SessionSummary,
+    TotpSetup, normalize_email,
+};
 pub use error::AppError;
 pub use rules::RuleInput;
 
@@ -37,6 +43,17 @@ const ROUTING_KEY_PURPOSE: &str = "routing";
 pub struct Settings {
     /// The public base URL without trailing slash, e.g. `http://localhost:8080`.
     pub public_url: String,
+    pub accounts: AccountSettings,
+}
+
+impl Settings {
+    /// The defaults for a deployment at `public_url`.
+    pub fn new(public_url: impl Into<String>) -> Settings {
+        Settings {
+            public_url: public_url.into(),
+            accounts: AccountSettings::default(),
+        }
+    }
 }
 
 pub struct App {
@@ -47,6 +64,10 @@ pub struct App {
     jwks: Arc<[u8]>,
     /// Serialises re-signing, so that two changes in a row do not sign the same twice.
     signing: Mutex<()>,
+    kek: Kek,
+    hasher: servicekonto::password::PasswordHasher,
+    /// Wakes the mail worker when a mail was queued.
+    mail_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for App {
@@ -63,8 +84,13 @@ impl App {
     /// Opens the application on a migrated store: loads (or on first start creates) the
     /// platform's routing signing key, loads the directory, and brings the destination
     /// signatures up to date if an earlier run stopped before signing.
-    pub async fn open(store: Store, kek: &Kek, settings: Settings) -> Result<Arc<App>> {
-        let routing_keys = load_or_create_keys(&store, kek, ROUTING_KEY_PURPOSE, &settings).await?;
+    pub async fn open(store: Store, kek: Kek, settings: Settings) -> Result<Arc<App>> {
+        let routing_keys =
+            load_or_create_keys(&store, &kek, ROUTING_KEY_PURPOSE, &settings).await?;
+        let hasher = servicekonto::password::PasswordHasher::new(
+            settings.accounts.argon2,
+            settings.accounts.hash_concurrency,
+        );
         let jwks = serde_json::json!({
             "keys": routing_keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>()
         });
@@ -75,6 +101,9 @@ impl App {
             jwks: serde_json::to_vec(&jwks).unwrap_or_default().into(),
             routing_keys,
             signing: Mutex::new(()),
+            kek,
+            hasher,
+            mail_wake: Arc::new(tokio::sync::Notify::new()),
         });
         app.resign().await?;
         Ok(app)
@@ -86,6 +115,11 @@ impl App {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Notified whenever a mail is queued; the mail worker waits on it.
+    pub fn mail_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.mail_wake.clone()
     }
 
     /// The current snapshot. Cheap: one atomic load.

@@ -21,10 +21,8 @@ async fn open(db: &TestDb) -> Arc<App> {
         .unwrap();
     App::open(
         db.store().clone(),
-        &kek,
-        Settings {
-            public_url: "https://rathaus.example".into(),
-        },
+        kek,
+        Settings::new("https://rathaus.example"),
     )
     .await
     .unwrap()
@@ -282,10 +280,8 @@ async fn a_node_with_another_key_encryption_key_refuses_to_start() {
         // The second node has a different key-encryption key: it must refuse, clearly.
         let err = App::open(
             db.store().clone(),
-            &kek,
-            Settings {
-                public_url: "https://rathaus.example".into(),
-            },
+            kek,
+            Settings::new("https://rathaus.example"),
         )
         .await
         .unwrap_err();

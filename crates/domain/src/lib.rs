@@ -6,6 +6,8 @@
 
 mod authority;
 mod keys;
+mod trust;
 
 pub use authority::{AuthorityKind, ResponsibleLevel};
 pub use keys::{Ags, Ars, ArsLevel, DestinationId, Leistungsschluessel, ParseError};
+pub use trust::{AuthMethod, InvalidTrustLevel, TrustLevel, UnknownAuthMethod};

@@ -27,6 +27,14 @@ pub struct FileConfig {
     pub operator_ars: Option<String>,
     pub request_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
+    pub argon2_memory_kib: Option<u32>,
+    pub argon2_iterations: Option<u32>,
+    pub argon2_parallelism: Option<u32>,
+    pub hash_concurrency: Option<usize>,
+    pub session_idle_minutes: Option<u64>,
+    pub session_absolute_hours: Option<u64>,
 }
 
 impl FileConfig {
@@ -79,7 +87,9 @@ impl FileConfig {
             key_encryption_key,
             log_format,
             log,
-            operator_ars
+            operator_ars,
+            smtp_url,
+            mail_from
         );
         env_parsed!(
             demo,
@@ -88,7 +98,13 @@ impl FileConfig {
             routing_rate_limit,
             trust_forwarded_for,
             request_timeout_secs,
-            shutdown_grace_secs
+            shutdown_grace_secs,
+            argon2_memory_kib,
+            argon2_iterations,
+            argon2_parallelism,
+            hash_concurrency,
+            session_idle_minutes,
+            session_absolute_hours
         );
         Ok(self)
     }
@@ -111,6 +127,9 @@ pub struct Config {
     pub operator_ars: String,
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
+    pub accounts: app::AccountSettings,
 }
 
 impl Config {
@@ -145,6 +164,37 @@ impl Config {
             operator_ars: f.operator_ars.unwrap_or_else(|| "03".into()),
             request_timeout_secs: f.request_timeout_secs.unwrap_or(30).max(1),
             shutdown_grace_secs: f.shutdown_grace_secs.unwrap_or(30),
+            smtp_url: f.smtp_url,
+            mail_from: f
+                .mail_from
+                .unwrap_or_else(|| "Rathaus <noreply@localhost>".into()),
+            accounts: {
+                let defaults = app::AccountSettings::default();
+                let d = defaults.argon2;
+                let argon2 = servicekonto::password::Argon2Params::new(
+                    f.argon2_memory_kib.unwrap_or(d.memory_kib()),
+                    f.argon2_iterations.unwrap_or(d.iterations()),
+                    f.argon2_parallelism.unwrap_or(d.parallelism()),
+                )
+                .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+                let idle = f.session_idle_minutes.unwrap_or(30);
+                let absolute = f.session_absolute_hours.unwrap_or(12);
+                if idle == 0 || absolute == 0 || idle > absolute * 60 {
+                    bail!(
+                        "session_idle_minutes ({idle}) must be at least 1 and within session_absolute_hours ({absolute})"
+                    );
+                }
+                app::AccountSettings {
+                    argon2,
+                    hash_concurrency: f
+                        .hash_concurrency
+                        .filter(|n| *n > 0)
+                        .unwrap_or(defaults.hash_concurrency),
+                    session_idle: std::time::Duration::from_secs(idle * 60),
+                    session_absolute: std::time::Duration::from_secs(absolute * 3600),
+                    ..defaults
+                }
+            },
         })
     }
 

@@ -268,7 +268,11 @@ fn write_secret(path: &Path, content: &[u8]) -> Result<()> {
 async fn open_app(config: &Config, public_url: String) -> Result<Arc<App>> {
     let store = open_store(config).await?;
     let kek = load_kek(config)?;
-    Ok(App::open(store, &kek, Settings { public_url }).await?)
+    let settings = Settings {
+        accounts: config.accounts.clone(),
+        ..Settings::new(public_url)
+    };
+    Ok(App::open(store, kek, settings).await?)
 }
 
 async fn run(command: Command, config: Config) -> Result<()> {
@@ -403,6 +407,26 @@ async fn serve(config: Config) -> Result<()> {
         }
     }
     let reloader = app.spawn_reloader(Duration::from_secs(config.reload_interval_secs));
+    // Without a relay, mails wait in the outbox (admins see them; the demo lists them).
+    let mail_worker = match &config.smtp_url {
+        Some(url) => {
+            let mailer = mailer::Mailer::new(
+                app.store().clone(),
+                &mailer::MailerConfig {
+                    smtp_url: url.clone(),
+                    from: config.mail_from.clone(),
+                    keep_sent_bodies: config.demo,
+                },
+                app.mail_wake(),
+            )
+            .context("RATHAUS_SMTP_URL / RATHAUS_MAIL_FROM")?;
+            Some(tokio::spawn(mailer.run()))
+        }
+        None => {
+            tracing::info!("no SMTP relay configured (RATHAUS_SMTP_URL): mails stay in the outbox");
+            None
+        }
+    };
     let web_config = web::WebConfig {
         admin_token: admin_token.clone(),
         demo: config.demo,
@@ -449,6 +473,10 @@ async fn serve(config: Config) -> Result<()> {
         ),
     }
     reloader.abort();
+    if let Some(worker) = mail_worker {
+        // A mail cut off mid-send keeps its lease and is sent again after the next start.
+        worker.abort();
+    }
     app.store().close().await;
     tracing::info!("stopped");
     Ok(())

@@ -6,10 +6,12 @@
 //! [`Backend`]. Migrations live per backend under `migrations/`. Callers never see a sqlx
 //! type: they get domain types and [`StoreError`].
 
+mod accounts;
 mod directory;
 mod keys;
 mod legal;
 mod migrate;
+mod outbox;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
@@ -19,9 +21,11 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use accounts::{AccountRecord, NewAccount, SecurityEvent, SessionRecord};
 pub use directory::{AreaImportSummary, RuleChange};
 pub use keys::StoredKey;
 pub use legal::{Feedback, LegalPage};
+pub use outbox::{NewMail, OutboxMail};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -73,6 +77,17 @@ impl Default for StoreOptions {
             acquire_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Fixed-width RFC 3339 UTC with microseconds: in the tables that use it, text order is
+/// time order, so SQL can compare and sort times on both backends.
+pub fn ts(t: time::OffsetDateTime) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(FORMAT)
+        .unwrap_or_default()
 }
 
 pub(crate) fn now() -> String {

@@ -32,15 +32,9 @@ fn start(backend: Backend) -> Server {
                 .unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let base = format!("http://{}", listener.local_addr().unwrap());
-            let app = app::App::open(
-                db.store().clone(),
-                &kek,
-                app::Settings {
-                    public_url: base.clone(),
-                },
-            )
-            .await
-            .unwrap();
+            let app = app::App::open(db.store().clone(), kek, app::Settings::new(base.clone()))
+                .await
+                .unwrap();
             app.seed_demo().await.unwrap();
             let config = web::WebConfig {
                 admin_token: Some(ADMIN_TOKEN.into()),
