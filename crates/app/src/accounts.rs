@@ -875,6 +875,22 @@ impl App {
         }
     }
 
+    /// The setup view for a pending secret from the form (to show the same secret again
+    /// after a wrong code). `None` if it is not a pending secret of this account.
+    pub fn totp_pending_view(&self, session: &Session, pending: &str) -> Option<TotpSetup> {
+        let wrapped = unb64(pending)?;
+        let raw = self
+            .kek
+            .unwrap(&pending_totp_aad(&session.account_id), &wrapped)
+            .ok()?;
+        let secret = TotpSecret::from_bytes(&raw).ok()?;
+        Some(TotpSetup {
+            secret_base32: secret.to_base32(),
+            otpauth_uri: totp::otpauth_uri(&secret, "Rathaus Servicekonto", &session.email),
+            pending: pending.to_owned(),
+        })
+    }
+
     /// Finishes TOTP setup with a code from the app; returns the recovery codes (shown once).
     pub async fn totp_confirm(
         &self,

@@ -4,6 +4,7 @@
 //! Entry point: [`router`] builds the whole axum application; [`serve`] runs it with
 //! graceful shutdown.
 
+mod account_pages;
 mod admin_api;
 mod csrf;
 mod i18n;
@@ -65,6 +66,8 @@ pub(crate) struct Shared {
     pub secure: bool,
     pub routing_limiter: RateLimiter,
     pub feedback_limiter: RateLimiter,
+    /// Forms that send mail (registration, reset, e-mail change), per client address.
+    pub account_mail_limiter: RateLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
@@ -87,6 +90,7 @@ pub fn router(app: Arc<App>, config: WebConfig) -> Router {
         secure,
         routing_limiter: RateLimiter::new(config.routing_rate_limit, Duration::from_secs(60)),
         feedback_limiter: RateLimiter::new(5, Duration::from_secs(600)),
+        account_mail_limiter: RateLimiter::new(10, Duration::from_secs(600)),
         templates: templates::Templates::new(),
         metrics: ops::metrics_handle(),
         app,
@@ -100,6 +104,7 @@ pub fn router(app: Arc<App>, config: WebConfig) -> Router {
         .merge(admin_api::router())
         .merge(ops::router())
         .merge(pages::router())
+        .merge(account_pages::router())
         .fallback(pages::not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

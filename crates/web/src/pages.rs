@@ -29,15 +29,15 @@ const MAX_TEXT: usize = 200;
 const MAX_CHOICES: usize = 10;
 
 /// What every page needs to know about the request.
-struct Page {
-    lang: Lang,
+pub(crate) struct Page {
+    pub(crate) lang: Lang,
     path: String,
     params: Vec<(String, String)>,
     set_lang_cookie: bool,
 }
 
 impl Page {
-    fn new(uri: &Uri, headers: &HeaderMap) -> Page {
+    pub(crate) fn new(uri: &Uri, headers: &HeaderMap) -> Page {
         let params: Vec<(String, String)> = uri
             .query()
             .map(|q| {
@@ -60,14 +60,14 @@ impl Page {
         }
     }
 
-    fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    fn t(&self, key: &str) -> &'static str {
+    pub(crate) fn t(&self, key: &str) -> &'static str {
         self.lang.t(key)
     }
 
@@ -95,7 +95,7 @@ impl Page {
             .collect()
     }
 
-    fn render(
+    pub(crate) fn render(
         &self,
         state: &AppState,
         status: StatusCode,
@@ -142,7 +142,7 @@ impl Page {
         }
     }
 
-    fn error(&self, state: &AppState, status: StatusCode) -> Response {
+    pub(crate) fn error(&self, state: &AppState, status: StatusCode) -> Response {
         let (heading, text) = if status == StatusCode::NOT_FOUND {
             (self.t("not_found_title"), self.t("not_found_text"))
         } else {
@@ -153,9 +153,9 @@ impl Page {
 }
 
 #[derive(Serialize)]
-struct FieldError {
-    field: &'static str,
-    message: String,
+pub(crate) struct FieldError {
+    pub(crate) field: &'static str,
+    pub(crate) message: String,
 }
 
 async fn stylesheet() -> Response {

@@ -21,6 +21,27 @@ impl Templates {
             ),
             ("legal.html", include_str!("../templates/legal.html")),
             ("error.html", include_str!("../templates/error.html")),
+            ("konto.html", include_str!("../templates/konto.html")),
+            (
+                "konto_form.html",
+                include_str!("../templates/konto_form.html"),
+            ),
+            (
+                "konto_message.html",
+                include_str!("../templates/konto_message.html"),
+            ),
+            (
+                "konto_totp.html",
+                include_str!("../templates/konto_totp.html"),
+            ),
+            (
+                "konto_recovery.html",
+                include_str!("../templates/konto_recovery.html"),
+            ),
+            (
+                "demo_mails.html",
+                include_str!("../templates/demo_mails.html"),
+            ),
         ] {
             // The templates are part of the program: one that does not compile is a bug the
             // tests catch, so the panic here cannot come from input.
