@@ -23,6 +23,11 @@ const SQLITE: &[Migration] = &[
         name: "servicekonto",
         sql: include_str!("../migrations/sqlite/0002_servicekonto.sql"),
     },
+    Migration {
+        version: 3,
+        name: "postfach_organisations",
+        sql: include_str!("../migrations/sqlite/0003_postfach_organisations.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -35,6 +40,11 @@ const POSTGRES: &[Migration] = &[
         version: 2,
         name: "servicekonto",
         sql: include_str!("../migrations/postgres/0002_servicekonto.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "postfach_organisations",
+        sql: include_str!("../migrations/postgres/0003_postfach_organisations.sql"),
     },
 ];
 

@@ -6,6 +6,11 @@ use std::sync::OnceLock;
 
 use axum::http::HeaderMap;
 
+// One file per area and language, so that areas can be translated (and reviewed) apart.
+const DE: &[&str] = &[include_str!("../i18n/de.json")];
+const EN: &[&str] = &[include_str!("../i18n/en.json")];
+const LS: &[&str] = &[include_str!("../i18n/ls.json")];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
     De,
@@ -83,10 +88,18 @@ impl Lang {
             let parse = |s: &str| -> BTreeMap<String, String> {
                 serde_json::from_str(s).unwrap_or_default()
             };
-            let de = parse(include_str!("../i18n/de.json"));
-            let en = parse(include_str!("../i18n/en.json"));
+            let load = |files: &[&str]| -> BTreeMap<String, String> {
+                let mut all = BTreeMap::new();
+                for f in files {
+                    all.extend(parse(f));
+                }
+                all
+            };
+            let de = load(DE);
+            let en = load(EN);
+            // Leichte Sprache falls back to standard German where a text has no easy version.
             let mut ls = de.clone();
-            ls.extend(parse(include_str!("../i18n/ls.json")));
+            ls.extend(load(LS));
             [de, en, ls]
         });
         &all[self as usize]
