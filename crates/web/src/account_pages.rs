@@ -60,15 +60,15 @@ struct AccountForm {
 
 /// One input of the generic form template.
 #[derive(Serialize)]
-struct Field {
-    name: &'static str,
-    kind: &'static str,
-    label: &'static str,
-    hint: &'static str,
-    autocomplete: &'static str,
-    value: String,
-    maxlength: u32,
-    inputmode: &'static str,
+pub(crate) struct Field {
+    pub(crate) name: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) label: &'static str,
+    pub(crate) hint: &'static str,
+    pub(crate) autocomplete: &'static str,
+    pub(crate) value: String,
+    pub(crate) maxlength: u32,
+    pub(crate) inputmode: &'static str,
 }
 
 impl Field {
@@ -90,28 +90,28 @@ impl Field {
         }
     }
 
-    fn value(mut self, v: &str) -> Field {
+    pub(crate) fn value(mut self, v: &str) -> Field {
         self.value = v.chars().take(254).collect();
         self
     }
 }
 
 /// What the generic form template shows around the fields.
-struct FormSpec<'a> {
-    title_key: &'a str,
-    intro_key: &'a str,
-    action: String,
-    submit_key: &'a str,
-    fields: Vec<Field>,
-    hidden: Vec<(&'static str, String)>,
-    links: Vec<(String, &'static str)>,
-    status: StatusCode,
-    errors: Vec<FieldError>,
-    notice: Option<String>,
+pub(crate) struct FormSpec<'a> {
+    pub(crate) title_key: &'a str,
+    pub(crate) intro_key: &'a str,
+    pub(crate) action: String,
+    pub(crate) submit_key: &'a str,
+    pub(crate) fields: Vec<Field>,
+    pub(crate) hidden: Vec<(&'static str, String)>,
+    pub(crate) links: Vec<(String, &'static str)>,
+    pub(crate) status: StatusCode,
+    pub(crate) errors: Vec<FieldError>,
+    pub(crate) notice: Option<String>,
 }
 
 impl<'a> FormSpec<'a> {
-    fn new(title_key: &'a str, action: &str, submit_key: &'a str, page: &Page) -> Self {
+    pub(crate) fn new(title_key: &'a str, action: &str, submit_key: &'a str, page: &Page) -> Self {
         FormSpec {
             title_key,
             intro_key: "",
@@ -131,7 +131,7 @@ fn session_cookie(secure: bool) -> &'static str {
     if secure { "__Host-session" } else { "session" }
 }
 
-fn set_session(res: &mut Response, secure: bool, token: &str) {
+pub(crate) fn set_session(res: &mut Response, secure: bool, token: &str) {
     let attrs = if secure { "; Secure" } else { "" };
     let cookie = format!(
         "{}={token}; Path=/; HttpOnly; SameSite=Lax{attrs}",
@@ -158,7 +158,7 @@ fn session_token<'a>(state: &AppState, headers: &'a HeaderMap) -> Option<&'a str
 }
 
 /// The session of this request, complete or partial.
-async fn any_session(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+pub(crate) async fn any_session(state: &AppState, headers: &HeaderMap) -> Option<Session> {
     let token = session_token(state, headers)?;
     match state.app.session(token).await {
         Ok(s) => s,
@@ -170,7 +170,7 @@ async fn any_session(state: &AppState, headers: &HeaderMap) -> Option<Session> {
 }
 
 /// The logged-in session, or a redirect to the login that comes back here.
-async fn require_session(
+pub(crate) async fn require_session(
     state: &AppState,
     headers: &HeaderMap,
     page: &Page,
@@ -184,7 +184,7 @@ async fn require_session(
 
 /// Like [`require_session`], but the login must be recent: sensitive changes ask for the
 /// password again after [`app::AccountSettings::recent_auth`] (step-up).
-async fn require_recent(
+pub(crate) async fn require_recent(
     state: &AppState,
     headers: &HeaderMap,
     page: &Page,
@@ -198,7 +198,7 @@ async fn require_recent(
     }
 }
 
-fn login_url(page: &Page, back: &str, again: bool) -> String {
+pub(crate) fn login_url(page: &Page, back: &str, again: bool) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.append_pair("lang", page.lang.code());
     q.append_pair("weiter", back);
@@ -209,13 +209,13 @@ fn login_url(page: &Page, back: &str, again: bool) -> String {
 }
 
 /// Only local paths below /konto are followed after login: never an open redirect.
-fn safe_next(next: &str) -> Option<&str> {
+pub(crate) fn safe_next(next: &str) -> Option<&str> {
     (next.starts_with("/konto") || next.starts_with("/postfach"))
         .then_some(next)
         .filter(|n| !n.contains("//") && !n.contains('\\') && n.len() < 500)
 }
 
-fn client(state: &AppState, headers: &HeaderMap, peer: &Peer) -> ClientInfo {
+pub(crate) fn client(state: &AppState, headers: &HeaderMap, peer: &Peer) -> ClientInfo {
     ClientInfo {
         ip: Some(
             crate::middleware::client_ip(headers, peer, state.config.trust_forwarded_for)
@@ -228,16 +228,20 @@ fn client(state: &AppState, headers: &HeaderMap, peer: &Peer) -> ClientInfo {
     }
 }
 
-fn csrf_ok(state: &AppState, headers: &HeaderMap, form: &AccountForm) -> bool {
+pub(crate) fn csrf_ok_token(state: &AppState, headers: &HeaderMap, token: &str) -> bool {
     crate::csrf::verify(
         headers,
         state.secure,
-        &form.csrf_token,
+        token,
         &state.app.settings().public_url,
     )
 }
 
-fn field_error(page: &Page, field: &'static str, key: &str) -> FieldError {
+fn csrf_ok(state: &AppState, headers: &HeaderMap, form: &AccountForm) -> bool {
+    csrf_ok_token(state, headers, &form.csrf_token)
+}
+
+pub(crate) fn field_error(page: &Page, field: &'static str, key: &str) -> FieldError {
     let text = page.t(&format!("err_{key}"));
     FieldError {
         field,
@@ -250,7 +254,7 @@ fn field_error(page: &Page, field: &'static str, key: &str) -> FieldError {
 }
 
 /// Maps an application error on a form to messages beside the fields, or an error page.
-fn form_errors(
+pub(crate) fn form_errors(
     page: &Page,
     e: AppError,
     default_field: &'static str,
@@ -264,12 +268,17 @@ fn form_errors(
     }
 }
 
-fn internal(page: &Page, state: &AppState, e: impl std::fmt::Display) -> Response {
+pub(crate) fn internal(page: &Page, state: &AppState, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "account page failed");
     page.error(state, StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-fn render_form(page: &Page, state: &AppState, headers: &HeaderMap, spec: FormSpec<'_>) -> Response {
+pub(crate) fn render_form(
+    page: &Page,
+    state: &AppState,
+    headers: &HeaderMap,
+    spec: FormSpec<'_>,
+) -> Response {
     let (csrf_token, set_cookie) = crate::csrf::token(headers, state.secure);
     let status = if spec.errors.is_empty() {
         spec.status
@@ -302,7 +311,7 @@ fn render_form(page: &Page, state: &AppState, headers: &HeaderMap, spec: FormSpe
     res
 }
 
-fn message(
+pub(crate) fn message(
     page: &Page,
     state: &AppState,
     status: StatusCode,
@@ -388,7 +397,7 @@ async fn register(
     }
 }
 
-fn mail_limit_ok(state: &AppState, client: &ClientInfo) -> bool {
+pub(crate) fn mail_limit_ok(state: &AppState, client: &ClientInfo) -> bool {
     let ip = client
         .ip
         .as_deref()
@@ -557,7 +566,7 @@ async fn login(
     }
 }
 
-fn with_lang(path: &str, page: &Page) -> String {
+pub(crate) fn with_lang(path: &str, page: &Page) -> String {
     let sep = if path.contains('?') { '&' } else { '?' };
     format!("{path}{sep}lang={}", page.lang.code())
 }
@@ -763,7 +772,7 @@ async fn overview(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -
 }
 
 /// `2026-11-25T08:15:30.123456Z` → `25.11.2026 08:15 UTC`.
-fn short_time(ts: &str) -> String {
+pub(crate) fn short_time(ts: &str) -> String {
     let date = ts.get(0..10).unwrap_or("");
     let time = ts.get(11..16).unwrap_or("");
     let mut parts = date.split('-');
