@@ -250,7 +250,7 @@ impl App {
 
     /// Queues a mail unless this recipient already got `mails_per_window` of this purpose
     /// lately (then it is silently dropped: the caller's answer must not differ).
-    async fn send_mail(&self, to: &str, purpose: &str, text: MailText) -> Result<bool> {
+    pub(crate) async fn send_mail(&self, to: &str, purpose: &str, text: MailText) -> Result<bool> {
         let now = OffsetDateTime::now_utc();
         let recent = self
             .store
@@ -275,7 +275,7 @@ impl App {
         Ok(true)
     }
 
-    async fn event(
+    pub(crate) async fn event(
         &self,
         account_id: Option<&str>,
         kind: &str,
@@ -516,11 +516,15 @@ impl App {
                 return Ok(LoginOutcome::Failed);
             }
         };
-        self.store.throttle_clear(&email_key(&email)).await?;
         if needs_rehash && let Ok(hash) = self.hasher.hash(password.to_owned()).await {
             self.store
                 .set_password_hash(&account.id, &hash, OffsetDateTime::now_utc())
                 .await?;
+        }
+        // With a second factor the failures are forgiven only when it is right too: else
+        // whoever knows the password could reset the count between guesses at the code.
+        if account.totp_secret.is_none() {
+            self.store.throttle_clear(&email_key(&email)).await?;
         }
         if account.email_verified_at.is_none() {
             self.send_verification(&account).await?;
@@ -1090,6 +1094,9 @@ impl App {
             },
             "sessions": sessions,
             "security_events": events,
+            "profile": self.export_profile(&account.id).await?,
+            "consents": self.export_consents(&account.id).await?,
+            "organisations": self.export_organisations(&account.id).await?,
         }))
     }
 

@@ -444,3 +444,273 @@ impl App {
         Ok(())
     }
 }
+
+/// The demo's people and the Postfach API client, for demo.json.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoAccounts {
+    pub citizen: DemoLogin,
+    pub citizen2: DemoLogin,
+    pub organisation: DemoOrganisation,
+    pub postfach_api: DemoPostfachApi,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoLogin {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoOrganisation {
+    pub name: String,
+    pub postfach_ref: String,
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoPostfachApi {
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_url: String,
+    pub citizen_postfach_ref: String,
+    pub messages_url: String,
+    /// The `fink` reply channel of FIT-Connect naming the citizen's Postfach.
+    pub fink_reply_channel: serde_json::Value,
+}
+
+// Demo passwords: long, not common, without the names in them (the policy checks that).
+const DEMO_CITIZEN: (&str, &str) = ("anna.schmidt@demo.rathaus.invalid", "Fahrrad Sonnenblume Hafen 7");
+const DEMO_CITIZEN2: (&str, &str) = ("jonas.becker@demo.rathaus.invalid", "Leuchtturm Kaffeetasse Wald 3");
+const DEMO_ORGANISATION: &str = "Bäckerei Schmidt GmbH (Demo)";
+const DEMO_CLIENT_ID: &str = "demo-postfach-samtgemeinde-nenndorf";
+/// Samtgemeinde Nenndorf, which the demo's Postfach client speaks for.
+const DEMO_CLIENT_ARS: &str = "032575403";
+
+/// A small, valid PDF with one line of text, for the demo's attachments.
+fn demo_pdf(text: &str) -> Vec<u8> {
+    let stream = format!("BT /F1 14 Tf 72 720 Td ({text}) Tj ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_owned(),
+        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+impl App {
+    async fn demo_account(&self, email: &str, password: &str) -> Result<store::AccountRecord> {
+        if let Some(a) = self.store.account_by_email(email).await? {
+            return Ok(a);
+        }
+        let hash = self
+            .hasher
+            .hash(password.to_owned())
+            .await
+            .map_err(|e| crate::AppError::Internal(e.to_string()))?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = time::OffsetDateTime::now_utc();
+        self.store
+            .create_account(
+                &store::NewAccount {
+                    id: &id,
+                    email,
+                    password_hash: &hash,
+                    lang: "de",
+                    postfach_ref: &uuid::Uuid::new_v4().simple().to_string(),
+                },
+                now,
+            )
+            .await?;
+        self.store.set_email_verified(&id, now).await?;
+        self.store
+            .account_by_id(&id)
+            .await?
+            .ok_or_else(|| crate::AppError::Internal("demo account vanished".into()))
+    }
+
+    /// The demo's citizens, organisation, Postfach client and messages. Idempotent: what
+    /// exists is kept; `client_secret` (kept by the caller across restarts) is (re)set.
+    pub async fn seed_demo_accounts(&self, client_secret: &str) -> Result<DemoAccounts> {
+        let anna = self.demo_account(DEMO_CITIZEN.0, DEMO_CITIZEN.1).await?;
+        let jonas = self.demo_account(DEMO_CITIZEN2.0, DEMO_CITIZEN2.1).await?;
+        let now = time::OffsetDateTime::now_utc();
+
+        let org = match self.store.memberships(&anna.id).await?.into_iter().next() {
+            Some(m) => m.organisation,
+            None => {
+                let org = store::OrganisationRecord {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    name: DEMO_ORGANISATION.into(),
+                    postfach_ref: uuid::Uuid::new_v4().simple().to_string(),
+                    created_at: store::ts(now),
+                };
+                self.store.create_organisation(&org, &anna.id).await?;
+                let (token, hash) = servicekonto::token::new_token();
+                let _ = token;
+                self.store
+                    .insert_invitation(
+                        &store::NewInvitation {
+                            token_hash: &hash,
+                            organisation_id: &org.id,
+                            email: &jonas.email,
+                            role: "member",
+                            postfach_access: true,
+                            invited_by: Some(&anna.id),
+                            expires_at: now + time::Duration::days(1),
+                        },
+                        now,
+                    )
+                    .await?;
+                self.store
+                    .accept_invitation(&hash, &jonas.id, &jonas.email, now)
+                    .await?;
+                org
+            }
+        };
+
+        let secret_hash = crypto::sha256_hex(client_secret.as_bytes());
+        match self.store.oauth_client(DEMO_CLIENT_ID).await? {
+            Some(c) if c.secret_hash == secret_hash => {}
+            Some(_) => {
+                self.store
+                    .set_oauth_client_secret(DEMO_CLIENT_ID, &secret_hash)
+                    .await?
+            }
+            None => {
+                self.store
+                    .create_oauth_client(
+                        &store::OAuthClient {
+                            client_id: DEMO_CLIENT_ID.into(),
+                            secret_hash,
+                            name: "Samtgemeinde Nenndorf (Demo-Fachverfahren)".into(),
+                            authority_ars: Some(DEMO_CLIENT_ARS.into()),
+                            scopes: crate::oauth::SCOPE_POSTFACH_DELIVER.into(),
+                            active: true,
+                            created_at: String::new(),
+                        },
+                        now,
+                    )
+                    .await?;
+            }
+        }
+
+        if self.store.postfach_counts(&anna.postfach_ref).await?.0 == 0 {
+            self.seed_demo_messages(&anna.postfach_ref, &org.postfach_ref)
+                .await?;
+        }
+
+        let base = &self.settings.public_url;
+        Ok(DemoAccounts {
+            citizen: DemoLogin {
+                username: DEMO_CITIZEN.0.into(),
+                password: DEMO_CITIZEN.1.into(),
+            },
+            citizen2: DemoLogin {
+                username: DEMO_CITIZEN2.0.into(),
+                password: DEMO_CITIZEN2.1.into(),
+            },
+            organisation: DemoOrganisation {
+                name: org.name,
+                postfach_ref: org.postfach_ref,
+                members: vec![anna.email.clone(), jonas.email.clone()],
+            },
+            postfach_api: DemoPostfachApi {
+                client_id: DEMO_CLIENT_ID.into(),
+                client_secret: client_secret.into(),
+                token_url: format!("{base}/oauth/token"),
+                citizen_postfach_ref: anna.postfach_ref.clone(),
+                messages_url: format!("{base}/api/postfach/v1/messages"),
+                fink_reply_channel: serde_json::json!({
+                    "fink": {"finkPostfachRef": anna.postfach_ref, "host": format!("{base}/")}
+                }),
+            },
+        })
+    }
+
+    async fn seed_demo_messages(&self, citizen_ref: &str, org_ref: &str) -> Result<()> {
+        let client = crate::oauth::ApiClient {
+            client_id: DEMO_CLIENT_ID.into(),
+            name: "Samtgemeinde Nenndorf".into(),
+            authority_ars: Some(DEMO_CLIENT_ARS.into()),
+            scopes: vec![crate::oauth::SCOPE_POSTFACH_DELIVER.into()],
+        };
+        let mut files = Vec::new();
+        for (name, media_type, data) in [
+            ("Hundesteuerbescheid-2027.pdf", "application/pdf", demo_pdf("DEMO - Hundesteuerbescheid 2027")),
+            ("Zahlungshinweise.txt", "text/plain", "DEMO-INHALT\n\nBitte überweisen Sie 96,00 EUR bis zum 15.02.2027.\nKassenzeichen: DEMO-4711\n".as_bytes().to_vec()),
+        ] {
+            let (id, key) = self.new_attachment_key();
+            let info = self
+                .blobs
+                .put(&key, &data)
+                .await
+                .map_err(|e| crate::AppError::Internal(e.to_string()))?;
+            files.push(crate::StoredAttachment {
+                id,
+                filename: name.into(),
+                media_type: media_type.into(),
+                size: info.size,
+                sha256: info.sha256,
+                blob_key: key,
+            });
+        }
+        let level1 = domain::TrustLevel::Level1;
+        self.deliver_postfach_message(
+            &client,
+            &crate::NewMessage {
+                recipient: citizen_ref.into(),
+                subject: "Bescheid über die Hundesteuer 2027 (Demo)".into(),
+                body: "Sehr geehrte Frau Schmidt,\n\nanbei erhalten Sie den Bescheid über die Hundesteuer für das Jahr 2027 (DEMO-INHALT, keine amtliche Mitteilung).\n\nSie können auf diese Nachricht antworten, zum Beispiel um eine Lastschrift zu erteilen.\n\nMit freundlichen Grüßen\nIhre Samtgemeinde Nenndorf".into(),
+                min_trust_level: level1,
+                reply_allowed: true,
+            },
+            &files,
+        )
+        .await?;
+        self.deliver_postfach_message(
+            &client,
+            &crate::NewMessage {
+                recipient: citizen_ref.into(),
+                subject: "Auskunft aus dem Melderegister (Demo)".into(),
+                body: "Sehr geehrte Frau Schmidt,\n\ndiese Nachricht enthält Ihre Meldedaten und ist deshalb nur mit Vertrauensniveau 3 (substanziell) lesbar. DEMO-INHALT.".into(),
+                min_trust_level: domain::TrustLevel::Level3,
+                reply_allowed: false,
+            },
+            &[],
+        )
+        .await?;
+        self.deliver_postfach_message(
+            &client,
+            &crate::NewMessage {
+                recipient: org_ref.into(),
+                subject: "Gewerbeanmeldung: Eingangsbestätigung (Demo)".into(),
+                body: "Sehr geehrte Damen und Herren,\n\nIhre Gewerbeanmeldung ist bei uns eingegangen. DEMO-INHALT.".into(),
+                min_trust_level: level1,
+                reply_allowed: true,
+            },
+            &[],
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -15,6 +15,10 @@ pub enum AppError {
     },
     #[error("{0}")]
     NotFound(String),
+    /// The session's trust level (Vertrauensniveau) is below what this needs; a login at
+    /// the required level (step-up) would allow it.
+    #[error("this needs trust level {required} (STORK-QAA-Level-{required})")]
+    TrustLevelTooLow { required: u8 },
     #[error("{0}")]
     Conflict(String),
     /// The deployment is misconfigured.

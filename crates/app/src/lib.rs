@@ -9,6 +9,11 @@ mod accounts;
 pub mod demo;
 mod error;
 pub mod mails;
+mod organisations;
+mod profile;
+pub mod oauth;
+mod postfach;
+mod passkeys;
 mod rules;
 mod signing;
 
@@ -28,6 +33,19 @@ pub use accounts::{
     TotpSetup, normalize_email,
 };
 pub use error::AppError;
+pub use organisations::{
+    INVITATION_TTL, InvitationInfo, InvitationState, Membership, OrgRole, Organisation,
+    OrganisationMember, OrganisationView, PendingInvitation, validate_organisation_name,
+};
+pub use profile::{
+    Consent, PROFILE_ATTRIBUTES, Profile, ProfileError, ProfileInput, ProfileValue, SCOPES,
+    ValueStatus, is_germany,
+};
+pub use oauth::{ApiClient, OAuthError, SCOPE_POSTFACH_DELIVER, TokenGrant};
+pub use postfach::{
+    MessageView, NewMessage, PostfachSettings, StoredAttachment, clean_filename, clean_media_type,
+};
+pub use passkeys::{PasskeyChallenge, PasskeyLoginOutcome, PasskeySummary};
 pub use rules::RuleInput;
 
 /// The bundled reference data (see `data/README.md` for sources and licences).
@@ -44,6 +62,10 @@ pub struct Settings {
     /// The public base URL without trailing slash, e.g. `http://localhost:8080`.
     pub public_url: String,
     pub accounts: AccountSettings,
+    pub postfach: PostfachSettings,
+    /// Where files (Postfach attachments) are kept; `None`: a temporary directory that lives
+    /// as long as the [`App`] (tests).
+    pub blob_dir: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -52,6 +74,8 @@ impl Settings {
         Settings {
             public_url: public_url.into(),
             accounts: AccountSettings::default(),
+            postfach: PostfachSettings::default(),
+            blob_dir: None,
         }
     }
 }
@@ -68,6 +92,11 @@ pub struct App {
     hasher: servicekonto::password::PasswordHasher,
     /// Wakes the mail worker when a mail was queued.
     mail_wake: Arc<tokio::sync::Notify>,
+    blobs: blobs::Blobs,
+    /// Keeps the temporary blob directory alive (when no `blob_dir` is configured).
+    _blob_tmp: Option<tempfile::TempDir>,
+    /// The WebAuthn relying party (passkeys); `None` if the public URL has no host name.
+    webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 impl std::fmt::Debug for App {
@@ -91,9 +120,19 @@ impl App {
             settings.accounts.argon2,
             settings.accounts.hash_concurrency,
         );
+        let (blobs, blob_tmp) = match &settings.blob_dir {
+            Some(dir) => (blobs::Blobs::local(dir), None),
+            None => {
+                let tmp = tempfile::tempdir()
+                    .map_err(|e| AppError::Internal(format!("temporary blob directory: {e}")))?;
+                (blobs::Blobs::local(tmp.path()), Some(tmp))
+            }
+        };
+        let blobs = blobs.map_err(|e| AppError::Config(format!("blob storage: {e}")))?;
         let jwks = serde_json::json!({
             "keys": routing_keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>()
         });
+        let webauthn = passkeys::relying_party(&settings.public_url);
         let app = Arc::new(App {
             directory: ArcSwap::from_pointee(load_directory(&store, &settings.public_url).await?),
             store,
@@ -104,6 +143,9 @@ impl App {
             kek,
             hasher,
             mail_wake: Arc::new(tokio::sync::Notify::new()),
+            webauthn,
+            blobs,
+            _blob_tmp: blob_tmp,
         });
         app.resign().await?;
         Ok(app)

@@ -182,3 +182,66 @@ pub fn security_notice(lang: MailLang, what: &str) -> MailText {
         body: sign(lang, body),
     }
 }
+
+/// Invites someone to join an organisation; accepted with their own Servicekonto.
+pub fn organisation_invitation(
+    lang: MailLang,
+    organisation: &str,
+    inviter: &str,
+    link: &str,
+    days: i64,
+) -> MailText {
+    let (subject, body) = match lang {
+        MailLang::En => (
+            format!("Invitation to the organisation {organisation}"),
+            format!(
+                "Hello,\n\n{inviter} invites you to join the organisation \"{organisation}\" in the Servicekonto. Accept the invitation with this link, signed in with your own Servicekonto (the one with this e-mail address; you can create one there):\n\n{link}\n\nThe link is valid for {days} days and can be used once. If you do not want to join, ignore this message."
+            ),
+        ),
+        MailLang::Ls => (
+            format!("Einladung: {organisation}"),
+            format!(
+                "Guten Tag,\n\n{inviter} lädt Sie ein.\nSie sollen Mitglied werden.\nDie Organisation heißt: {organisation}\n\nSie brauchen dafür ein Service-Konto.\nDas Konto muss diese E-Mail-Adresse haben.\nSie haben noch kein Konto?\nDann können Sie eins machen.\n\nBitte klicken Sie auf diesen Link:\n\n{link}\n\nDer Link geht nur {days} Tage lang.\nSie können den Link nur einmal benutzen.\n\nSie wollen kein Mitglied werden?\nDann müssen Sie nichts tun."
+            ),
+        ),
+        MailLang::De => (
+            format!("Einladung in die Organisation {organisation}"),
+            format!(
+                "Guten Tag,\n\n{inviter} lädt Sie ein, Mitglied der Organisation „{organisation}“ im Servicekonto zu werden. Nehmen Sie die Einladung mit diesem Link an, angemeldet mit Ihrem eigenen Servicekonto (dem mit dieser E-Mail-Adresse; dort können Sie auch eines anlegen):\n\n{link}\n\nDer Link gilt {days} Tage und nur einmal. Wenn Sie nicht Mitglied werden möchten, ignorieren Sie diese Nachricht."
+            ),
+        ),
+    };
+    MailText {
+        subject,
+        body: sign(lang, body),
+    }
+}
+
+/// Tells of a new Postfach message. Names the sender, never the content: mail is not a
+/// safe channel for what the Postfach protects.
+pub fn postfach_notice(lang: MailLang, sender: &str, link: &str) -> MailText {
+    let (subject, body) = match lang {
+        MailLang::En => (
+            "New message in your Postfach".to_owned(),
+            format!(
+                "Hello,\n\n{sender} has placed a new message in your Servicekonto Postfach.\n\nRead it here (sign-in required): {link}\n\nA document placed in the Postfach counts as delivered on the third day after it was placed, or when you open it, if that is earlier (§ 9 OZG)."
+            ),
+        ),
+        MailLang::Ls => (
+            "Neue Nachricht in Ihrem Post-Fach".to_owned(),
+            format!(
+                "Guten Tag,\n\nSie haben eine neue Nachricht.\nDie Nachricht ist von: {sender}\n\nDie Nachricht ist in Ihrem Post-Fach im Service-Konto.\nHier können Sie die Nachricht lesen:\n{link}\n\nWichtig:\nNach 3 Tagen gilt die Nachricht als bekommen.\nAuch wenn Sie die Nachricht nicht gelesen haben."
+            ),
+        ),
+        MailLang::De => (
+            "Neue Nachricht in Ihrem Postfach".to_owned(),
+            format!(
+                "Guten Tag,\n\n{sender} hat eine neue Nachricht in das Postfach Ihres Servicekontos gelegt.\n\nHier lesen Sie sie (Anmeldung nötig): {link}\n\nEin Dokument im Postfach gilt am dritten Tag nach der Bereitstellung als bekannt gegeben, oder wenn Sie es früher öffnen, mit dem Öffnen (§ 9 OZG)."
+            ),
+        ),
+    };
+    MailText {
+        subject,
+        body: sign(lang, body),
+    }
+}

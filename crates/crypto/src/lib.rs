@@ -19,4 +19,4 @@ pub mod testkey;
 pub use error::Error;
 pub use jws::{RsaSigningKey, rsa_jwk_thumbprint, verify_compact_ps512};
 pub use kek::Kek;
-pub use util::{constant_time_eq, random_token, sha256_hex};
+pub use util::{Sha256, constant_time_eq, random_token, sha256_hex};

@@ -71,3 +71,31 @@ mod tests {
         assert_eq!(random_token(0), "");
     }
 }
+
+/// Incremental SHA-256, for data that arrives in chunks.
+pub struct Sha256(aws_lc_rs::digest::Context);
+
+impl Sha256 {
+    pub fn new() -> Self {
+        Sha256(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish_hex(self) -> String {
+        self.0
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Self::new()
+    }
+}

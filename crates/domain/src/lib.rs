@@ -6,6 +6,7 @@
 
 mod authority;
 mod keys;
+pub mod postfach;
 mod trust;
 
 pub use authority::{AuthorityKind, ResponsibleLevel};

@@ -23,8 +23,18 @@ pub enum MailerError {
 
 #[derive(Debug, Clone)]
 pub struct MailerConfig {
-    /// `smtp://host:port` (STARTTLS if offered), `smtp://host:port?tls=required`,
-    /// `smtps://host:port` (implicit TLS); user and password in the URL if the relay needs them.
+    /// The relay, as lettre 0.11 reads it (`scheme://user:pass@host:port/ehlo-name?tls=…`):
+    ///
+    /// - `smtps://host:port` — implicit TLS (default port 465). Recommended.
+    /// - `smtp://host:port?tls=required` — STARTTLS, and fail if the relay does not offer it
+    ///   (default port 587).
+    /// - `smtp://host:port?tls=opportunistic` — STARTTLS if offered, else plain text: open to
+    ///   a man in the middle.
+    /// - `smtp://host:port` — plain text, never TLS, not even if offered (default port 25):
+    ///   only for a relay on the same host or a trusted network, and for tests. There is no
+    ///   `tls=none`; any other `tls` value is refused.
+    ///
+    /// User and password (percent-encoded) in the URL if the relay needs them.
     pub smtp_url: String,
     /// The sender, e.g. `Rathaus <noreply@example.org>`.
     pub from: String,

@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub hash_concurrency: Option<usize>,
     pub session_idle_minutes: Option<u64>,
     pub session_absolute_hours: Option<u64>,
+    pub postfach_max_files: Option<usize>,
+    pub postfach_max_file_mb: Option<u64>,
 }
 
 impl FileConfig {
@@ -104,7 +106,9 @@ impl FileConfig {
             argon2_parallelism,
             hash_concurrency,
             session_idle_minutes,
-            session_absolute_hours
+            session_absolute_hours,
+            postfach_max_files,
+            postfach_max_file_mb
         );
         Ok(self)
     }
@@ -130,6 +134,7 @@ pub struct Config {
     pub smtp_url: Option<String>,
     pub mail_from: String,
     pub accounts: app::AccountSettings,
+    pub postfach: app::PostfachSettings,
 }
 
 impl Config {
@@ -168,6 +173,19 @@ impl Config {
             mail_from: f
                 .mail_from
                 .unwrap_or_else(|| "Rathaus <noreply@localhost>".into()),
+            postfach: {
+                let d = app::PostfachSettings::default();
+                let files = f.postfach_max_files.unwrap_or(d.max_files);
+                let mb = f.postfach_max_file_mb.unwrap_or(d.max_file_bytes / (1024 * 1024));
+                if !(1..=100).contains(&files) || !(1..=1024).contains(&mb) {
+                    bail!("postfach_max_files must be 1–100 and postfach_max_file_mb 1–1024");
+                }
+                app::PostfachSettings {
+                    max_files: files,
+                    max_file_bytes: mb * 1024 * 1024,
+                    ..d
+                }
+            },
             accounts: {
                 let defaults = app::AccountSettings::default();
                 let d = defaults.argon2;

@@ -270,6 +270,8 @@ async fn open_app(config: &Config, public_url: String) -> Result<Arc<App>> {
     let kek = load_kek(config)?;
     let settings = Settings {
         accounts: config.accounts.clone(),
+        postfach: config.postfach.clone(),
+        blob_dir: Some(config.data_dir.join("blobs")),
         ..Settings::new(public_url)
     };
     Ok(App::open(store, kek, settings).await?)
@@ -400,11 +402,18 @@ async fn serve(config: Config) -> Result<()> {
     let public_url = config.public_url_for(bound);
     let app = open_app(&config, public_url.clone()).await?;
     let mut admin_token = config.admin_token.clone();
+    let mut demo_accounts = None;
     if config.demo {
         app.seed_demo().await.context("seeding the demo failed")?;
         if admin_token.is_none() {
             admin_token = Some(demo_admin_token(&config.data_dir)?);
         }
+        let secret = demo_secret(&config.data_dir, "demo-postfach-client-secret")?;
+        demo_accounts = Some(
+            app.seed_demo_accounts(&secret)
+                .await
+                .context("seeding the demo accounts failed")?,
+        );
     }
     let reloader = app.spawn_reloader(Duration::from_secs(config.reload_interval_secs));
     // Without a relay, mails wait in the outbox (admins see them; the demo lists them).
@@ -441,6 +450,7 @@ async fn serve(config: Config) -> Result<()> {
             &config.data_dir,
             &public_url,
             admin_token.as_deref().unwrap_or(""),
+            demo_accounts.as_ref(),
         )?;
         println!("Demo data: {}", path.display());
     }
@@ -497,7 +507,12 @@ async fn shutdown_signal() {
 
 /// The demo's admin token, kept in the data dir so it survives restarts.
 fn demo_admin_token(data_dir: &Path) -> Result<String> {
-    let path = data_dir.join("admin-token");
+    demo_secret(data_dir, "admin-token")
+}
+
+/// A random secret kept in the data dir (mode 0600), the same at every start.
+fn demo_secret(data_dir: &Path, name: &str) -> Result<String> {
+    let path = data_dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
         _ => {
@@ -509,7 +524,12 @@ fn demo_admin_token(data_dir: &Path) -> Result<String> {
 }
 
 /// demo.json: what a tester needs to try the demo. Later features add their keys.
-fn write_demo_json(data_dir: &Path, base_url: &str, admin_token: &str) -> Result<PathBuf> {
+fn write_demo_json(
+    data_dir: &Path,
+    base_url: &str,
+    admin_token: &str,
+    accounts: Option<&app::demo::DemoAccounts>,
+) -> Result<PathBuf> {
     let path = data_dir.join("demo.json");
     let areas: serde_json::Map<String, serde_json::Value> = app::demo::AREAS
         .iter()
@@ -521,11 +541,16 @@ fn write_demo_json(data_dir: &Path, base_url: &str, admin_token: &str) -> Result
         base_url: &'a str,
         areas: serde_json::Map<String, serde_json::Value>,
         admin_token: &'a str,
+        #[serde(flatten)]
+        accounts: Option<&'a app::demo::DemoAccounts>,
+        mails_url: String,
     }
     let doc = Demo {
         base_url,
         areas,
         admin_token,
+        accounts,
+        mails_url: format!("{base_url}/demo/mails"),
     };
     write_secret(&path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
     Ok(path)

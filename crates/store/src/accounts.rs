@@ -389,7 +389,7 @@ impl Store {
         row.as_ref().map(session_from_row).transpose()
     }
 
-    /// Extends the idle timeout after activity.
+    /// Extends the idle timeout after activity. A session that has ended stays ended.
     pub async fn touch_session(
         &self,
         token_hash: &str,
@@ -398,7 +398,7 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "UPDATE sessions SET last_seen_at = $2, idle_expires_at = $3 \
-             WHERE token_hash = $1 AND revoked_at IS NULL",
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2 AND idle_expires_at > $2",
         )
         .bind(token_hash)
         .bind(ts(now))
@@ -410,6 +410,8 @@ impl Store {
 
     /// Gives the session a new token and a new authentication state (after a login step or
     /// a change of level), so that a token seen before the change is worth nothing after it.
+    /// Only a live session (at `authenticated_at`, the moment of the step) is rotated; false
+    /// otherwise.
     #[allow(clippy::too_many_arguments)]
     pub async fn rotate_session(
         &self,
@@ -424,7 +426,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE sessions SET token_hash = $2, stage = $3, trust_level = $4, auth_methods = $5, \
                  authenticated_at = $6, last_seen_at = $6, idle_expires_at = $7 \
-             WHERE token_hash = $1 AND revoked_at IS NULL",
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $6 AND idle_expires_at > $6",
         )
         .bind(old_token_hash)
         .bind(new_token_hash)
@@ -604,6 +606,10 @@ impl Store {
 
     /// Counts a failure for `key` (failures older than `forget_after` start over) and returns
     /// the new count; `block_for` turns the count into how long the key is then blocked.
+    ///
+    /// The count is incremented in one upsert, which locks the row: failures on several nodes
+    /// at the same moment are all counted (a read followed by a write would lose some on
+    /// PostgreSQL, where a transaction does not lock what it reads).
     pub async fn throttle_failure(
         &self,
         key: &str,
@@ -611,36 +617,28 @@ impl Store {
         forget_after: time::Duration,
         block_for: impl Fn(u32) -> time::Duration,
     ) -> Result<u32> {
+        let now_s = ts(now);
         let mut tx = self.begin_write().await?;
-        let row =
-            sqlx::query("SELECT failures, last_failure_at FROM login_throttle WHERE key = $1")
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let previous = match row {
-            Some(r) => {
-                let last: String = r.try_get("last_failure_at")?;
-                let n: i64 = r.try_get("failures")?;
-                if last < ts(now - forget_after) { 0 } else { n }
-            }
-            None => 0,
-        };
-        let failures = u32::try_from(previous)
-            .unwrap_or(u32::MAX)
-            .saturating_add(1);
-        let until = ts(now + block_for(failures));
-        sqlx::query(
+        let count: i64 = sqlx::query_scalar(
             "INSERT INTO login_throttle (key, failures, last_failure_at, blocked_until) \
-             VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, \
-                 last_failure_at = excluded.last_failure_at, blocked_until = excluded.blocked_until",
+             VALUES ($1, 1, $2, $2) \
+             ON CONFLICT (key) DO UPDATE SET \
+                 failures = CASE WHEN login_throttle.last_failure_at < $3 THEN 1 \
+                                 ELSE login_throttle.failures + 1 END, \
+                 last_failure_at = excluded.last_failure_at \
+             RETURNING failures",
         )
         .bind(key)
-        .bind(i64::from(failures))
-        .bind(ts(now))
-        .bind(until)
-        .execute(&mut *tx)
+        .bind(&now_s)
+        .bind(ts(now - forget_after))
+        .fetch_one(&mut *tx)
         .await?;
+        let failures = u32::try_from(count.max(1)).unwrap_or(u32::MAX);
+        sqlx::query("UPDATE login_throttle SET blocked_until = $2 WHERE key = $1")
+            .bind(key)
+            .bind(ts(now + block_for(failures)))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(failures)
     }

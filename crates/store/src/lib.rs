@@ -11,7 +11,12 @@ mod directory;
 mod keys;
 mod legal;
 mod migrate;
+mod oauth;
+mod organisations;
 mod outbox;
+mod passkeys;
+mod profiles;
+mod postfach;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
@@ -25,7 +30,18 @@ pub use accounts::{AccountRecord, NewAccount, SecurityEvent, SessionRecord};
 pub use directory::{AreaImportSummary, RuleChange};
 pub use keys::StoredKey;
 pub use legal::{Feedback, LegalPage};
+pub use oauth::OAuthClient;
+pub use organisations::{
+    InvitationRecord, LAST_OWNER, MemberRecord, MembershipRecord, NewInvitation,
+    OrganisationRecord,
+};
 pub use outbox::{NewMail, OutboxMail};
+pub use passkeys::PasskeyRecord;
+pub use profiles::{ConsentRecord, StoredProfile};
+pub use postfach::{
+    AttachmentRecord, LOG_GENESIS, NewPostfachMessage, PostfachLogEntry, PostfachMessage,
+    log_entry_hash,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -87,37 +87,47 @@ impl Store {
     }
 
     /// Claims the next due mail for `lease`: nobody else gets it until the lease runs out
-    /// or it is marked sent or failed.
+    /// or it is marked sent or failed. A claim lost to another node is retried with the next
+    /// candidate, so `None` means that no mail is due (or, after many lost races in a row,
+    /// that the other nodes are busy with them).
     pub async fn claim_mail(
         &self,
         now: OffsetDateTime,
         lease: time::Duration,
     ) -> Result<Option<OutboxMail>> {
         let now_s = ts(now);
-        let candidate: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM mail_outbox \
-             WHERE status = 'pending' AND next_attempt_at <= $1 \
-               AND (locked_until IS NULL OR locked_until < $1) \
-             ORDER BY next_attempt_at LIMIT 1",
-        )
-        .bind(&now_s)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(id) = candidate else {
-            return Ok(None);
-        };
-        let row = sqlx::query(&format!(
-            "UPDATE mail_outbox SET locked_until = $2, attempts = attempts + 1 \
-             WHERE id = $1 AND status = 'pending' AND (locked_until IS NULL OR locked_until < $3) \
-             RETURNING {COLUMNS}"
-        ))
-        .bind(&id)
-        .bind(ts(now + lease))
-        .bind(&now_s)
-        .fetch_optional(&self.pool)
-        .await?;
-        // Another node won the race: the caller simply asks again.
-        row.as_ref().map(from_row).transpose()
+        let until = ts(now + lease);
+        for _ in 0..32 {
+            let candidate: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM mail_outbox \
+                 WHERE status = 'pending' AND next_attempt_at <= $1 \
+                   AND (locked_until IS NULL OR locked_until < $1) \
+                 ORDER BY next_attempt_at, created_at, id LIMIT 1",
+            )
+            .bind(&now_s)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(id) = candidate else {
+                return Ok(None);
+            };
+            // The conditions again: only one of several nodes that chose this mail wins it.
+            let row = sqlx::query(&format!(
+                "UPDATE mail_outbox SET locked_until = $2, attempts = attempts + 1 \
+                 WHERE id = $1 AND status = 'pending' AND next_attempt_at <= $3 \
+                   AND (locked_until IS NULL OR locked_until < $3) \
+                 RETURNING {COLUMNS}"
+            ))
+            .bind(&id)
+            .bind(&until)
+            .bind(&now_s)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = row {
+                return from_row(&row).map(Some);
+            }
+            // Another node won this one: look for the next.
+        }
+        Ok(None)
     }
 
     /// Marks a mail sent. `keep_body: false` drops the text (it may hold a one-time link)
@@ -133,6 +143,17 @@ impl Store {
         .bind(i64::from(keep_body))
         .execute(&self.pool)
         .await?;
+        // A Postfach notice that left makes the message "notified" (OZG § 9).
+        let notice: Option<String> = sqlx::query_scalar(
+            "SELECT ref_id FROM mail_outbox WHERE id = $1 AND purpose = 'postfach_notice'",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten();
+        if let Some(message_id) = notice {
+            self.mark_postfach_notified(&message_id, now).await?;
+        }
         Ok(())
     }
 

@@ -751,8 +751,10 @@ async fn overview(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -
         })
         .collect();
     let (csrf_token, set_cookie) = crate::csrf::token(&headers, state.secure);
+    let acting_for = crate::org_pages::acting_name(&state, &headers, &session).await;
     let ctx = context! {
         page_title => page.t("konto_title"),
+        acting_for,
         email => session.email,
         trust_level => session.trust_level.as_u8(),
         trust_name => session.trust_level.stork_uri(),

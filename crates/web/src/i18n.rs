@@ -7,9 +7,27 @@ use std::sync::OnceLock;
 use axum::http::HeaderMap;
 
 // One file per area and language, so that areas can be translated (and reviewed) apart.
-const DE: &[&str] = &[include_str!("../i18n/de.json")];
-const EN: &[&str] = &[include_str!("../i18n/en.json")];
-const LS: &[&str] = &[include_str!("../i18n/ls.json")];
+const DE: &[&str] = &[
+    include_str!("../i18n/de.json"),
+    include_str!("../i18n/postfach.de.json"),
+    include_str!("../i18n/organisations.de.json"),
+    include_str!("../i18n/profile.de.json"),
+    include_str!("../i18n/passkeys.de.json"),
+];
+const EN: &[&str] = &[
+    include_str!("../i18n/en.json"),
+    include_str!("../i18n/postfach.en.json"),
+    include_str!("../i18n/organisations.en.json"),
+    include_str!("../i18n/profile.en.json"),
+    include_str!("../i18n/passkeys.en.json"),
+];
+const LS: &[&str] = &[
+    include_str!("../i18n/ls.json"),
+    include_str!("../i18n/postfach.ls.json"),
+    include_str!("../i18n/organisations.ls.json"),
+    include_str!("../i18n/profile.ls.json"),
+    include_str!("../i18n/passkeys.ls.json"),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {

@@ -10,12 +10,19 @@ mod csrf;
 mod i18n;
 mod middleware;
 mod openapi;
+mod oauth_api;
 mod ops;
+mod org_pages;
 mod pages;
+mod passkey_pages;
+mod postfach_api;
+mod postfach_pages;
 mod problem;
+mod profile_pages;
 mod public_api;
 mod routing_api;
 mod templates;
+mod uploads;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,6 +75,8 @@ pub(crate) struct Shared {
     pub feedback_limiter: RateLimiter,
     /// Forms that send mail (registration, reset, e-mail change), per client address.
     pub account_mail_limiter: RateLimiter,
+    /// The OAuth token endpoint, per client address.
+    pub token_limiter: RateLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
@@ -86,11 +95,20 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole HTTP application.
 pub fn router(app: Arc<App>, config: WebConfig) -> Router {
     let secure = app.settings().public_url.starts_with("https://");
+    let postfach_body_limit = {
+        let p = app.postfach_settings();
+        // Every file at its limit, plus room for the text parts and multipart framing.
+        usize::try_from(p.max_file_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(p.max_files)
+            .saturating_add(2 * 1024 * 1024)
+    };
     let state = AppState(Arc::new(Shared {
         secure,
         routing_limiter: RateLimiter::new(config.routing_rate_limit, Duration::from_secs(60)),
         feedback_limiter: RateLimiter::new(5, Duration::from_secs(600)),
         account_mail_limiter: RateLimiter::new(10, Duration::from_secs(600)),
+        token_limiter: RateLimiter::new(600, Duration::from_secs(60)),
         templates: templates::Templates::new(),
         metrics: ops::metrics_handle(),
         app,
@@ -105,6 +123,12 @@ pub fn router(app: Arc<App>, config: WebConfig) -> Router {
         .merge(ops::router())
         .merge(pages::router())
         .merge(account_pages::router())
+        .merge(org_pages::router())
+        .merge(profile_pages::router())
+        .merge(passkey_pages::router())
+        .merge(oauth_api::router())
+        .merge(postfach_api::router(postfach_body_limit))
+        .merge(postfach_pages::router(postfach_body_limit))
         .fallback(pages::not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

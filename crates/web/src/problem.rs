@@ -109,6 +109,14 @@ impl From<app::AppError> for Problem {
             }
             InvalidField { field, message } => Problem::bad_param(field, message),
             NotFound(m) => Problem::not_found(m),
+            TrustLevelTooLow { required } => Problem::new(
+                StatusCode::FORBIDDEN,
+                "trust-level-too-low",
+                "Trust level too low",
+            )
+            .detail(format!(
+                "this needs a login at trust level {required} (STORK-QAA-Level-{required})"
+            )),
             Conflict(m) => Problem::new(StatusCode::CONFLICT, "conflict", "Conflict").detail(m),
             Config(m) => {
                 tracing::error!(error = %m, "configuration error");

@@ -42,6 +42,39 @@ impl Templates {
                 "demo_mails.html",
                 include_str!("../templates/demo_mails.html"),
             ),
+            ("postfach.html", include_str!("../templates/postfach.html")),
+            (
+                "postfach_message.html",
+                include_str!("../templates/postfach_message.html"),
+            ),
+            (
+                "postfach_locked.html",
+                include_str!("../templates/postfach_locked.html"),
+            ),
+            (
+                "konto_organisationen.html",
+                include_str!("../templates/konto_organisationen.html"),
+            ),
+            (
+                "konto_organisation.html",
+                include_str!("../templates/konto_organisation.html"),
+            ),
+            (
+                "konto_profil.html",
+                include_str!("../templates/konto_profil.html"),
+            ),
+            (
+                "konto_einwilligungen.html",
+                include_str!("../templates/konto_einwilligungen.html"),
+            ),
+            (
+                "konto_passkeys.html",
+                include_str!("../templates/konto_passkeys.html"),
+            ),
+            (
+                "passkey_login.html",
+                include_str!("../templates/passkey_login.html"),
+            ),
         ] {
             // The templates are part of the program: one that does not compile is a bug the
             // tests catch, so the panic here cannot come from input.
