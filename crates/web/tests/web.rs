@@ -14,7 +14,10 @@ const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 struct Server {
     base: String,
     backend: Backend,
+    demo: app::demo::DemoAccounts,
 }
+
+const DEMO_CLIENT_SECRET: &str = "test-demo-client-secret-0123456789abcdefghij";
 
 fn start(backend: Backend) -> Server {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -36,6 +39,7 @@ fn start(backend: Backend) -> Server {
                 .await
                 .unwrap();
             app.seed_demo().await.unwrap();
+            let demo = app.seed_demo_accounts(DEMO_CLIENT_SECRET).await.unwrap();
             let config = web::WebConfig {
                 admin_token: Some(ADMIN_TOKEN.into()),
                 demo: true,
@@ -43,16 +47,18 @@ fn start(backend: Backend) -> Server {
                 ..Default::default()
             };
             let router = web::router(app, config);
-            tx.send(base).unwrap();
+            tx.send((base, demo)).unwrap();
             let _keep = db;
             web::serve(listener, router, std::future::pending())
                 .await
                 .unwrap();
         });
     });
+    let (base, demo) = rx.recv().unwrap();
     Server {
-        base: rx.recv().unwrap(),
+        base,
         backend,
+        demo,
     }
 }
 
@@ -657,5 +663,519 @@ async fn operations_endpoints() {
                 .iter()
                 .any(|p| p["name"].as_str().unwrap().contains("Nenndorf"))
         );
+    }
+}
+
+/// The value of the first hidden `csrf_token` input of a page.
+fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A client logged in through the pages.
+async fn logged_in(base: &str, email: &str, password: &str) -> reqwest::Client {
+    let c = client();
+    let html = c
+        .get(format!("{base}/konto/anmelden"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let res = c
+        .post(format!("{base}/konto/anmelden"))
+        .form(&[
+            ("csrf_token", csrf_of(&html).as_str()),
+            ("email", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "login of {email}");
+    c
+}
+
+async fn postfach_token(s: &Server) -> String {
+    let api = &s.demo.postfach_api;
+    let res = client()
+        .post(
+            &api.token_url
+                .replace("http://localhost", "http://127.0.0.1"),
+        )
+        .basic_auth(&api.client_id, Some(&api.client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "postfach:deliver");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn token_endpoint_speaks_rfc_6749() {
+    for s in servers() {
+        let api = &s.demo.postfach_api;
+        let url = format!("{}/oauth/token", s.base);
+        let post = |form: Vec<(&'static str, String)>| {
+            let url = url.clone();
+            async move { client().post(url).form(&form).send().await.unwrap() }
+        };
+        let res = post(vec![
+            ("grant_type", "client_credentials".into()),
+            ("client_id", api.client_id.clone()),
+            ("client_secret", "wrong".into()),
+        ])
+        .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.json::<Value>().await.unwrap()["error"],
+            "invalid_client"
+        );
+        let res = post(vec![("grant_type", "password".into())]).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            res.json::<Value>().await.unwrap()["error"],
+            "unsupported_grant_type"
+        );
+        let res = post(vec![
+            ("grant_type", "client_credentials".into()),
+            ("client_id", api.client_id.clone()),
+            ("client_secret", api.client_secret.clone()),
+            ("scope", "openid admin".into()),
+        ])
+        .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_scope");
+        // client_secret_post works as well as Basic.
+        let res = post(vec![
+            ("grant_type", "client_credentials".into()),
+            ("client_id", api.client_id.clone()),
+            ("client_secret", api.client_secret.clone()),
+        ])
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn postfach_delivery_is_recorded_opened_and_answered() {
+    for s in servers() {
+        eprintln!("-- {:?}", s.backend);
+        let token = postfach_token(s).await;
+        let messages = format!("{}/api/postfach/v1/messages", s.base);
+        let recipient = s.demo.postfach_api.citizen_postfach_ref.clone();
+
+        // Without a token: 401 with a challenge.
+        let res = client()
+            .post(&messages)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(res.headers().contains_key("www-authenticate"));
+
+        // Invalid input names the parameter.
+        let res = client()
+            .post(&messages)
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"recipient": "unknown", "subject": "x", "body": "y"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let p: Value = res.json().await.unwrap();
+        assert_eq!(p["invalidParams"][0]["name"], "recipient");
+        let res = client()
+            .post(&messages)
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"recipient": recipient, "subject": "x", "body": "y", "extra": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+        // A delivery with two attachments, streamed as multipart.
+        let pdf = b"%PDF-1.4 test".to_vec();
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "message",
+                reqwest::multipart::Part::text(
+                    serde_json::json!({
+                        "recipient": recipient,
+                        "subject": "Ihr Bescheid (Test)",
+                        "body": "Erster Absatz.\n\nZweiter Absatz.",
+                        "replyAllowed": true,
+                        "minTrustLevel": "STORK-QAA-Level-1",
+                    })
+                    .to_string(),
+                )
+                .mime_str("application/json")
+                .unwrap(),
+            )
+            .part(
+                "attachment",
+                reqwest::multipart::Part::bytes(pdf.clone())
+                    .file_name("../../etc/Bescheid.pdf")
+                    .mime_str("application/pdf")
+                    .unwrap(),
+            )
+            .part(
+                "attachment",
+                reqwest::multipart::Part::bytes(vec![7u8; 300_000]).file_name("daten.bin"),
+            );
+        let res = client()
+            .post(&messages)
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        assert!(res.headers().contains_key("location"));
+        let placed: Value = res.json().await.unwrap();
+        let id = placed["id"].as_str().unwrap().to_owned();
+        assert_eq!(placed["attachments"][0]["filename"], "Bescheid.pdf");
+        assert_eq!(placed["attachments"][1]["size"], 300_000);
+        assert!(placed["deemedDeliveryDate"].is_string());
+
+        let status = |token: String, id: String| {
+            let url = format!("{messages}/{id}");
+            async move {
+                client()
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        let before = status(token.clone(), id.clone()).await;
+        assert!(before["placedAt"].is_string());
+        assert!(before["firstOpenedAt"].is_null());
+        assert_eq!(before["log"][0]["event"], "placed");
+
+        // The citizen sees it, opens it (recorded once), downloads the attachment.
+        let c = logged_in(&s.base, &s.demo.citizen.username, &s.demo.citizen.password).await;
+        let list = c
+            .get(format!("{}/postfach", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(list.contains("Ihr Bescheid (Test)"));
+        let page = c
+            .get(format!("{}/postfach/{id}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let html = page.text().await.unwrap();
+        assert!(html.contains("Zweiter Absatz."));
+        let file = c
+            .get(format!("{}/postfach/{id}/anhang/0", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(file.status(), StatusCode::OK);
+        assert!(
+            file.headers()["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment")
+        );
+        assert_eq!(file.bytes().await.unwrap().to_vec(), pdf);
+        let after = status(token.clone(), id.clone()).await;
+        assert!(after["firstOpenedAt"].is_string());
+        let events: Vec<&str> = after["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
+        assert!(events.contains(&"opened"));
+
+        // The reply with a file goes back to the authority.
+        let form = reqwest::multipart::Form::new()
+            .text("csrf_token", csrf_of(&html))
+            .text("antwort", "Danke, ich zahle per Lastschrift.")
+            .part(
+                "anhang",
+                reqwest::multipart::Part::bytes(b"Mandat".to_vec())
+                    .file_name("mandat.txt")
+                    .mime_str("text/plain")
+                    .unwrap(),
+            );
+        let res = c
+            .post(format!("{}/postfach/{id}/antwort", s.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        let replies: Value = client()
+            .get(format!("{}/api/postfach/v1/replies", s.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let reply = replies["replies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["inReplyTo"] == id.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(reply["body"], "Danke, ich zahle per Lastschrift.");
+        let file = client()
+            .get(format!(
+                "{messages}/{}/attachments/0",
+                reply["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(file.bytes().await.unwrap().as_ref(), b"Mandat");
+
+        // A forged reply (no CSRF token) is refused and stores nothing.
+        let res = c
+            .post(format!("{}/postfach/{id}/antwort", s.base))
+            .multipart(reqwest::multipart::Form::new().text("antwort", "gefälscht"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+        // Another citizen cannot read it.
+        let other = logged_in(
+            &s.base,
+            &s.demo.citizen2.username,
+            &s.demo.citizen2.password,
+        )
+        .await;
+        let res = other
+            .get(format!("{}/postfach/{id}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        let res = other
+            .get(format!("{}/postfach/{id}/anhang/0", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn postfach_messages_above_the_session_level_stay_closed() {
+    for s in servers() {
+        let token = postfach_token(s).await;
+        let res = client()
+            .post(format!("{}/api/postfach/v1/messages", s.base))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({
+                "recipient": s.demo.postfach_api.citizen_postfach_ref,
+                "subject": "Nur mit Ausweis",
+                "body": "Geheim",
+                "minTrustLevel": 3,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let id = res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let c = logged_in(&s.base, &s.demo.citizen.username, &s.demo.citizen.password).await;
+        let list = c
+            .get(format!("{}/postfach", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !list.contains("Nur mit Ausweis"),
+            "subject hidden in the list"
+        );
+        let res = c
+            .get(format!("{}/postfach/{id}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert!(!res.text().await.unwrap().contains("Geheim"));
+        // Not opened: the authority still sees no first opening.
+        let status: Value = client()
+            .get(format!("{}/api/postfach/v1/messages/{id}", s.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(status["firstOpenedAt"].is_null());
+    }
+}
+
+#[tokio::test]
+async fn account_pages_register_verify_and_protect_sessions() {
+    for s in servers() {
+        let c = client();
+        let email = format!("neu-{}@example.org", uuid::Uuid::new_v4().simple());
+        let html = c
+            .get(format!("{}/konto/registrieren", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("autocomplete=\"new-password\""));
+        // A common password is refused next to the field.
+        let res = c
+            .post(format!("{}/konto/registrieren", s.base))
+            .form(&[
+                ("csrf_token", csrf_of(&html).as_str()),
+                ("email", email.as_str()),
+                ("password", "password1234"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let page = res.text().await.unwrap();
+        assert!(page.contains("href=\"#password\"") && page.contains("id=\"password-error\""));
+        let res = c
+            .post(format!("{}/konto/registrieren", s.base))
+            .form(&[
+                ("csrf_token", csrf_of(&html).as_str()),
+                ("email", email.as_str()),
+                ("password", "Tannenbaum Fluss Gitarre 9"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        // Registering the same address again looks the same.
+        let again = c
+            .post(format!("{}/konto/registrieren", s.base))
+            .form(&[
+                ("csrf_token", csrf_of(&html).as_str()),
+                ("email", email.as_str()),
+                ("password", "Tannenbaum Fluss Gitarre 9"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::OK);
+
+        // Unverified: login sends a new link instead of logging in.
+        let login = |c: reqwest::Client, password: &'static str| {
+            let base = s.base.clone();
+            let email = email.clone();
+            async move {
+                let html = c
+                    .get(format!("{base}/konto/anmelden"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                c.post(format!("{base}/konto/anmelden"))
+                    .form(&[
+                        ("csrf_token", csrf_of(&html).as_str()),
+                        ("email", email.as_str()),
+                        ("password", password),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            login(c.clone(), "Tannenbaum Fluss Gitarre 9")
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        // The verification link from the demo's mail page.
+        let mails = c
+            .get(format!("{}/demo/mails", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let token = mails
+            .split("konto&#x2f;bestaetigen?token=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .to_owned();
+        let res = c
+            .get(format!("{}/konto/bestaetigen?token={token}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = login(c.clone(), "Tannenbaum Fluss Gitarre 9").await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        let cookie = res
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|v| v.starts_with("session="))
+            .unwrap();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+        let overview = c.get(format!("{}/konto", s.base)).send().await.unwrap();
+        assert_eq!(overview.status(), StatusCode::OK);
+        let html = overview.text().await.unwrap();
+        assert!(html.contains(&email));
+
+        // Wrong passwords: the same message for a known and an unknown address.
+        let fail_known = login(client(), "Falsches Passwort 123").await;
+        assert_eq!(fail_known.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+        // Logout ends the session.
+        let res = c
+            .post(format!("{}/konto/abmelden", s.base))
+            .form(&[("csrf_token", csrf_of(&html).as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = c.get(format!("{}/konto", s.base)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
     }
 }
