@@ -38,7 +38,77 @@ fn r(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
-pub fn document(base_url: &str) -> Value {
+/// The token endpoint and the Postfach API.
+fn postfach_paths() -> Value {
+    let bearer = json!([{ "clientCredentials": ["postfach:deliver"] }]);
+    let errors = problem_responses(&[
+        ("400", "Invalid input: the problem names the field"),
+        ("401", "Missing or expired access token"),
+        ("403", "The token lacks the scope postfach:deliver"),
+        ("404", "No such message sent by this client"),
+    ]);
+    let message = json!({ "type": "object", "additionalProperties": false, "required": ["recipient", "subject", "body"], "properties": {
+        "recipient": { "type": "string", "pattern": "^[-._a-z0-9~/]*$", "maxLength": 150, "description": "Postfach reference (FIT-Connect fink finkPostfachRef), never an e-mail address" },
+        "subject": { "type": "string", "maxLength": 250 },
+        "body": { "type": "string", "maxLength": 100000, "description": "Plain text; blank lines separate paragraphs" },
+        "minTrustLevel": { "description": "Minimum trust level to read it: 1–4 or STORK-QAA-Level-1 … -4 or an eIDAS LoA URI (default 1)", "oneOf": [{ "type": "integer", "minimum": 1, "maximum": 4 }, { "type": "string" }] },
+        "replyAllowed": { "type": "boolean", "default": false } } });
+    let attachment = json!({ "type": "object", "properties": { "position": {"type": "integer"}, "filename": {"type": "string"}, "mediaType": {"type": "string"}, "size": {"type": "integer"}, "sha256": {"type": "string"} } });
+    let reply = json!({ "type": "object", "properties": { "id": {"type": "string"}, "inReplyTo": {"type": "string"}, "subject": {"type": "string"}, "body": {"type": "string"}, "placedAt": {"type": "string", "format": "date-time"}, "attachmentCount": {"type": "integer"} } });
+    json!({
+        "/oauth/token": { "post": {
+            "tags": ["OAuth"], "operationId": "token",
+            "summary": "OAuth2 token endpoint, client credentials grant (RFC 6749 § 4.4); client_secret_basic or client_secret_post",
+            "requestBody": { "required": true, "content": { "application/x-www-form-urlencoded": { "schema": { "type": "object", "required": ["grant_type"], "properties": {
+                "grant_type": { "const": "client_credentials" }, "scope": { "type": "string" }, "client_id": { "type": "string" }, "client_secret": { "type": "string" } } } } } },
+            "responses": {
+                "200": ok("Access token (10 minutes)", json!({ "type": "object", "properties": { "access_token": {"type": "string"}, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"}, "scope": {"type": "string"} } })),
+                "400": ok("RFC 6749 error (invalid_request, unsupported_grant_type, invalid_scope)", json!({ "type": "object", "properties": { "error": {"type": "string"}, "error_description": {"type": "string"} } })),
+                "401": ok("invalid_client", json!({ "type": "object", "properties": { "error": {"type": "string"}, "error_description": {"type": "string"} } }))
+            }
+        }},
+        "/api/postfach/v1/messages": { "post": {
+            "tags": ["Postfach"], "operationId": "deliverMessage", "security": bearer,
+            "summary": "Deliver a message into a Postfach (OZG § 9: placed now; the citizen is notified by e-mail)",
+            "requestBody": { "required": true, "content": {
+                "application/json": { "schema": message },
+                "multipart/form-data": { "schema": { "type": "object", "required": ["message"], "properties": {
+                    "message": message,
+                    "attachment": { "type": "array", "maxItems": 20, "items": { "type": "string", "contentMediaType": "application/octet-stream" }, "description": "Files (default at most 20 of 20 MB each), streamed to storage" } } },
+                    "encoding": { "message": { "contentType": "application/json" } } } } },
+            "responses": merge(json!({
+                "201": ok("Placed; Location names the message", json!({ "type": "object", "properties": {
+                    "id": {"type": "string", "format": "uuid"}, "recipient": {"type": "string"}, "placedAt": {"type": "string", "format": "date-time"},
+                    "deemedDeliveryDate": {"type": "string", "format": "date"}, "minTrustLevel": {"type": "integer"}, "replyAllowed": {"type": "boolean"},
+                    "attachments": { "type": "array", "items": attachment } } })) }),
+                merge(errors.clone(), problem_responses(&[("413", "Too many or too large files"), ("415", "Send JSON or multipart/form-data")])))
+        }},
+        "/api/postfach/v1/messages/{id}": { "get": {
+            "tags": ["Postfach"], "operationId": "messageStatus", "security": bearer,
+            "summary": "Delivery facts of a message this client sent: placed, notified, first opened, deemed delivery date, replies, and the hash-chained log entries",
+            "parameters": [path_param("id", "Message id")],
+            "responses": merge(json!({ "200": ok("Status", json!({ "type": "object", "properties": {
+                "id": {"type": "string"}, "recipient": {"type": "string"}, "placedAt": {"type": "string"}, "notifiedAt": {"type": ["string", "null"]},
+                "firstOpenedAt": {"type": ["string", "null"]}, "deemedDeliveryDate": {"type": "string", "format": "date"},
+                "replies": { "type": "array", "items": reply },
+                "log": { "type": "array", "items": { "type": "object", "properties": { "seq": {"type": "integer"}, "event": {"type": "string", "enum": ["placed", "notified", "opened", "replied"]}, "at": {"type": "string"}, "prev_hash": {"type": "string"}, "hash": {"type": "string"} } } } } })) }), errors.clone())
+        }},
+        "/api/postfach/v1/messages/{id}/attachments/{position}": { "get": {
+            "tags": ["Postfach"], "operationId": "messageAttachment", "security": bearer,
+            "summary": "An attachment of a message this client sent, or of a reply to one",
+            "parameters": [path_param("id", "Message id"), path_param("position", "0-based position")],
+            "responses": merge(json!({ "200": { "description": "The file (Content-Disposition: attachment; X-Content-Sha256)", "content": { "application/octet-stream": {} } } }), errors.clone())
+        }},
+        "/api/postfach/v1/replies": { "get": {
+            "tags": ["Postfach"], "operationId": "replies", "security": bearer,
+            "summary": "Citizens' replies to this client's messages (the Rückkanal), oldest first, 100 per page",
+            "parameters": [query("since", "`next` of the previous page (a placedAt)", json!({"type": "string"}), false)],
+            "responses": merge(json!({ "200": ok("Replies", json!({ "type": "object", "properties": { "replies": { "type": "array", "items": reply }, "next": {"type": ["string", "null"]} } })) }), errors)
+        }}
+    })
+}
+
+fn base_document(base_url: &str) -> Value {
     let admin = json!([{ "adminToken": [] }]);
     let bad = problem_responses(&[(
         "400",
@@ -69,7 +139,7 @@ pub fn document(base_url: &str) -> Value {
         "info": {
             "title": "Rathaus",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Rathaus JSON APIs: the FIT-Connect-compatible Routing API (Zuständigkeitsfinder), public directory lookups, and the admin API. Errors are RFC 7807 problem details.",
+            "description": "Rathaus JSON APIs: the FIT-Connect-compatible Routing API (Zuständigkeitsfinder), public directory lookups, the admin API, the OAuth2 token endpoint and the Postfach API for authorities. Errors are RFC 7807 problem details (the token endpoint answers RFC 6749 errors).",
             "license": { "name": "EUPL-1.2" }
         },
         "servers": [{ "url": base_url }],
@@ -188,10 +258,21 @@ pub fn document(base_url: &str) -> Value {
                 "responses": { "200": { "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } } } } }
         },
         "components": {
-            "securitySchemes": { "adminToken": { "type": "http", "scheme": "bearer", "description": "RATHAUS_ADMIN_TOKEN" } },
+            "securitySchemes": {
+                "adminToken": { "type": "http", "scheme": "bearer", "description": "RATHAUS_ADMIN_TOKEN" },
+                "clientCredentials": { "type": "oauth2", "flows": { "clientCredentials": { "tokenUrl": format!("{base_url}/oauth/token"), "scopes": { "postfach:deliver": "Deliver messages into Postfächer" } } } }
+            },
             "schemas": schemas()
         }
     })
+}
+
+pub fn document(base_url: &str) -> Value {
+    let mut doc = base_document(base_url);
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), postfach_paths()) {
+        paths.extend(more);
+    }
+    doc
 }
 
 fn schemas() -> Value {

@@ -647,6 +647,11 @@ async fn operations_endpoints() {
             "/healthz",
             "/readyz",
             "/metrics",
+            "/oauth/token",
+            "/api/postfach/v1/messages",
+            "/api/postfach/v1/messages/{id}",
+            "/api/postfach/v1/messages/{id}/attachments/{position}",
+            "/api/postfach/v1/replies",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} is not documented");
         }
