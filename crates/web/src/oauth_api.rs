@@ -48,8 +48,10 @@ fn oauth_error(e: &OAuthError, basic: bool) -> Response {
         } else {
             "Bearer"
         };
-        res.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
     }
     res
 }
@@ -86,7 +88,9 @@ async fn token(
     let ip = crate::middleware::client_ip(&headers, &peer, state.config.trust_forwarded_for);
     if !state.token_limiter.check(ip).allowed {
         return oauth_error(
-            &OAuthError::InvalidRequest("too many token requests from this address; retry in a minute".into()),
+            &OAuthError::InvalidRequest(
+                "too many token requests from this address; retry in a minute".into(),
+            ),
             false,
         );
     }
@@ -179,8 +183,12 @@ impl Bearer {
         if self.0.has_scope(scope) {
             Ok(&self.0)
         } else {
-            Err(Problem::new(StatusCode::FORBIDDEN, "insufficient-scope", "Insufficient scope")
-                .detail(format!("this needs a token with scope {scope}")))
+            Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "insufficient-scope",
+                "Insufficient scope",
+            )
+            .detail(format!("this needs a token with scope {scope}")))
         }
     }
 }

@@ -98,16 +98,21 @@ async fn deliver_inner(state: &AppState, bearer: &Bearer, request: Request) -> A
         let bytes = axum::body::to_bytes(request.into_body(), 1024 * 1024)
             .await
             .map_err(|_| {
-                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large")
-                    .detail("a JSON message has at most 1 MB; send attachments as multipart/form-data")
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large").detail(
+                    "a JSON message has at most 1 MB; send attachments as multipart/form-data",
+                )
             })?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| Problem::bad_param("body", "the JSON is not UTF-8"))?;
         (parse_message(text)?, Vec::new())
     } else if content_type.starts_with("multipart/form-data") {
         let multipart = Multipart::from_request(request, state).await.map_err(|e| {
-            Problem::new(StatusCode::BAD_REQUEST, "invalid-multipart", "Invalid multipart body")
-                .detail(e.body_text())
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-multipart",
+                "Invalid multipart body",
+            )
+            .detail(e.body_text())
         })?;
         let received = crate::uploads::receive(
             &state.app,
@@ -198,7 +203,11 @@ fn message_json(m: &store::PostfachMessage) -> Value {
     })
 }
 
-async fn status(State(state): State<AppState>, bearer: Bearer, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn status(
+    State(state): State<AppState>,
+    bearer: Bearer,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let client = bearer.require(SCOPE_POSTFACH_DELIVER)?;
     let (view, replies, log) = state.app.postfach_status_for_sender(client, &id).await?;
     let m = &view.message;
@@ -232,7 +241,10 @@ async fn replies(
     let client = bearer.require(SCOPE_POSTFACH_DELIVER)?;
     let since = q.since.unwrap_or_default();
     if since.len() > 40 {
-        return Err(Problem::bad_param("since", "a placedAt value from an earlier answer"));
+        return Err(Problem::bad_param(
+            "since",
+            "a placedAt value from an earlier answer",
+        ));
     }
     let list = state.app.postfach_replies_for(client, &since).await?;
     let next = list.last().map(|m| m.placed_at.clone());
@@ -275,7 +287,13 @@ pub(crate) async fn download(state: &AppState, a: &store::AttachmentRecord) -> A
     let ascii: String = a
         .filename
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || ".-_ ".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let encoded: String = form_urlencoded::byte_serialize(a.filename.as_bytes()).collect();
     if let Ok(v) = HeaderValue::from_str(&format!(
@@ -284,7 +302,10 @@ pub(crate) async fn download(state: &AppState, a: &store::AttachmentRecord) -> A
     )) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("sandbox; default-src 'none'"),

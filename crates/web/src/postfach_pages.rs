@@ -2,11 +2,11 @@
 //! its attachments and delivery facts, the reply form with uploads. Opening a message is
 //! what records "first opened" (OZG § 9).
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use minijinja::context;
 
 use app::AppError;
@@ -98,7 +98,12 @@ async fn list(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Re
             }))
         })
         .collect();
-    let q = |n: i64| format!("/postfach?postfach={current}&seite={n}&lang={}", page.lang.code());
+    let q = |n: i64| {
+        format!(
+            "/postfach?postfach={current}&seite={n}&lang={}",
+            page.lang.code()
+        )
+    };
     let ctx = context! {
         page_title => page.t("postfach_title"),
         messages,
@@ -127,7 +132,17 @@ async fn show(
         Ok(s) => s,
         Err(r) => return r,
     };
-    render_message(&state, &page, &headers, &session, &id, &client(&state, &headers, &peer), Vec::new(), "").await
+    render_message(
+        &state,
+        &page,
+        &headers,
+        &session,
+        &id,
+        &client(&state, &headers, &peer),
+        Vec::new(),
+        "",
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -141,19 +156,20 @@ async fn render_message(
     errors: Vec<FieldError>,
     reply_text: &str,
 ) -> Response {
-    let (view, attachments, replies) = match state.app.open_postfach_message(session, id, client).await {
-        Ok(x) => x,
-        Err(AppError::NotFound(_)) => return page.error(state, StatusCode::NOT_FOUND),
-        Err(AppError::TrustLevelTooLow { required }) => {
-            let ctx = context! {
-                page_title => page.t("postfach_locked_title"),
-                required,
-                current => session.trust_level.as_u8(),
-            };
-            return page.render(state, StatusCode::FORBIDDEN, "postfach_locked.html", ctx);
-        }
-        Err(e) => return internal(page, state, e),
-    };
+    let (view, attachments, replies) =
+        match state.app.open_postfach_message(session, id, client).await {
+            Ok(x) => x,
+            Err(AppError::NotFound(_)) => return page.error(state, StatusCode::NOT_FOUND),
+            Err(AppError::TrustLevelTooLow { required }) => {
+                let ctx = context! {
+                    page_title => page.t("postfach_locked_title"),
+                    required,
+                    current => session.trust_level.as_u8(),
+                };
+                return page.render(state, StatusCode::FORBIDDEN, "postfach_locked.html", ctx);
+            }
+            Err(e) => return internal(page, state, e),
+        };
     let m = &view.message;
     let attachments: Vec<minijinja::Value> = attachments
         .iter()
@@ -179,7 +195,11 @@ async fn render_message(
         .collect();
     let (csrf_token, set_cookie) = crate::csrf::token(headers, state.secure);
     let limits = state.app.postfach_settings();
-    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
     let ctx = context! {
         page_title => m.subject.clone(),
         m => serde_json::json!({
@@ -200,6 +220,7 @@ async fn render_message(
         csrf_token,
         max_files => limits.max_files,
         max_mb => limits.max_file_bytes / (1024 * 1024),
+        idle_until => short_time(&store::ts(session.idle_expires_at)),
     };
     let mut res = page.render(state, status, "postfach_message.html", ctx);
     if let Some(c) = set_cookie {
@@ -251,30 +272,109 @@ async fn reply(
         message: page.t(key).to_owned(),
     };
     let Ok(multipart) = multipart else {
-        return render_message(&state, &page, &headers, &session, &id, &client, vec![field("postfach_err_upload")], "").await;
+        return render_message(
+            &state,
+            &page,
+            &headers,
+            &session,
+            &id,
+            &client,
+            vec![field("postfach_err_upload")],
+            "",
+        )
+        .await;
     };
-    let received = match crate::uploads::receive(&state.app, multipart, &["anhang"], &["csrf_token", "antwort"], 200_000).await {
+    let received = match crate::uploads::receive(
+        &state.app,
+        multipart,
+        &["anhang"],
+        &["csrf_token", "antwort", "aktion"],
+        200_000,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             let mut err = field("postfach_err_upload");
             err.message = format!("{} ({})", err.message, e.message());
-            return render_message(&state, &page, &headers, &session, &id, &client, vec![err], "").await;
+            return render_message(
+                &state,
+                &page,
+                &headers,
+                &session,
+                &id,
+                &client,
+                vec![err],
+                "",
+            )
+            .await;
         }
     };
     let text = received.text("antwort").unwrap_or("").to_owned();
     if !csrf_ok_token(&state, &headers, received.text("csrf_token").unwrap_or("")) {
         received.discard(&state.app).await;
-        return render_message(&state, &page, &headers, &session, &id, &client, vec![field("err_csrf")], &text).await;
+        return render_message(
+            &state,
+            &page,
+            &headers,
+            &session,
+            &id,
+            &client,
+            vec![field("err_csrf")],
+            &text,
+        )
+        .await;
+    }
+    // "Stay signed in" is a button of this form, so extending never loses the text typed.
+    if received.text("aktion") == Some("verlaengern") {
+        received.discard(&state.app).await;
+        let session = match state.app.extend_session(&session).await {
+            Ok(until) => app::Session {
+                idle_expires_at: until,
+                ..session
+            },
+            Err(e) => return internal(&page, &state, e),
+        };
+        return render_message(&state, &page, &headers, &session, &id, &client, Vec::new(), &text)
+            .await;
     }
     if text.trim().is_empty() {
         received.discard(&state.app).await;
-        return render_message(&state, &page, &headers, &session, &id, &client, vec![field("postfach_err_reply_empty")], &text).await;
+        return render_message(
+            &state,
+            &page,
+            &headers,
+            &session,
+            &id,
+            &client,
+            vec![field("postfach_err_reply_empty")],
+            &text,
+        )
+        .await;
     }
     let files = received.files.clone();
-    match state.app.reply_postfach_message(&session, &id, &text, &files, &client).await {
-        Ok(_) => Redirect::to(&format!("/postfach/{id}?lang={}&gesendet=1#antworten", page.lang.code())).into_response(),
+    match state
+        .app
+        .reply_postfach_message(&session, &id, &text, &files, &client)
+        .await
+    {
+        Ok(_) => Redirect::to(&format!(
+            "/postfach/{id}?lang={}&gesendet=1#antworten",
+            page.lang.code()
+        ))
+        .into_response(),
         Err(AppError::InvalidField { .. }) | Err(AppError::Invalid(_)) => {
-            render_message(&state, &page, &headers, &session, &id, &client, vec![field("postfach_err_reply_invalid")], &text).await
+            render_message(
+                &state,
+                &page,
+                &headers,
+                &session,
+                &id,
+                &client,
+                vec![field("postfach_err_reply_invalid")],
+                &text,
+            )
+            .await
         }
         Err(AppError::NotFound(_)) => page.error(&state, StatusCode::NOT_FOUND),
         Err(e) => internal(&page, &state, e),

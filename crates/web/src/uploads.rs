@@ -66,7 +66,15 @@ pub(crate) async fn receive(
         texts: Vec::new(),
         files: Vec::new(),
     };
-    let result = receive_into(app, &mut multipart, file_parts, text_parts, max_text, &mut received).await;
+    let result = receive_into(
+        app,
+        &mut multipart,
+        file_parts,
+        text_parts,
+        max_text,
+        &mut received,
+    )
+    .await;
     match result {
         Ok(()) => Ok(received),
         Err(e) => {
@@ -122,10 +130,9 @@ async fn receive_into(
                 if let Err(e) = writer.write(&c).await {
                     writer.abort().await;
                     return Err(match e {
-                        blobs::BlobError::TooLarge { max } => UploadError::FileTooLarge {
-                            filename,
-                            max,
-                        },
+                        blobs::BlobError::TooLarge { max } => {
+                            UploadError::FileTooLarge { filename, max }
+                        }
                         other => UploadError::Storage(other.to_string()),
                     });
                 }
