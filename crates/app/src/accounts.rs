@@ -805,6 +805,9 @@ impl App {
             .await?;
         self.store.set_email_verified(&account.id, now).await?;
         self.store
+            .revoke_account_tokens(&account.id, &["reset"], now)
+            .await?;
+        self.store
             .revoke_other_sessions(&account.id, None, now)
             .await?;
         self.store
@@ -818,6 +821,38 @@ impl App {
         Ok(())
     }
 
+    /// Checks the password again for a sensitive change. Throttled like a login: a stolen
+    /// session must not become a way to guess the password without limit.
+    async fn reconfirm_password(
+        &self,
+        account: &AccountRecord,
+        password: &str,
+        field: &'static str,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        if let Some(secs) = self.throttled(&account.email, client).await? {
+            return Err(AppError::InvalidField {
+                field,
+                message: format!("throttled:{secs}"),
+            });
+        }
+        let ok = self
+            .hasher
+            .verify(password.to_owned(), account.password_hash.clone())
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        if matches!(ok, Verified::Yes { .. }) {
+            return Ok(());
+        }
+        self.record_failure(&account.email, client).await?;
+        self.event(Some(&account.id), "password_check_failed", client, None)
+            .await?;
+        Err(AppError::InvalidField {
+            field,
+            message: "password_wrong".into(),
+        })
+    }
+
     /// Changes the password of a logged-in account; the other sessions end.
     pub async fn change_password(
         &self,
@@ -827,17 +862,8 @@ impl App {
         client: &ClientInfo,
     ) -> Result<()> {
         let account = self.account(&session.account_id).await?;
-        let ok = self
-            .hasher
-            .verify(current.to_owned(), account.password_hash.clone())
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        if !matches!(ok, Verified::Yes { .. }) {
-            return Err(AppError::InvalidField {
-                field: "current_password",
-                message: "password_wrong".into(),
-            });
-        }
+        self.reconfirm_password(&account, current, "current_password", client)
+            .await?;
         self.check_password(new_password, &account.email)?;
         let now = OffsetDateTime::now_utc();
         let hash = self
@@ -847,6 +873,9 @@ impl App {
             .map_err(|e| AppError::Internal(e.to_string()))?;
         self.store
             .set_password_hash(&account.id, &hash, now)
+            .await?;
+        self.store
+            .revoke_account_tokens(&account.id, &["reset"], now)
             .await?;
         self.store
             .revoke_other_sessions(&account.id, Some(&session.public_id), now)
@@ -1006,6 +1035,9 @@ impl App {
             }
             Err(e) => return Err(e.into()),
         }
+        self.store
+            .revoke_account_tokens(&account_id, &["reset", "verify", "email_change"], now)
+            .await?;
         self.event(Some(&account_id), "email_changed", client, None)
             .await?;
         let text = mails::security_notice(MailLang::parse(&account.lang), "e-mail address");
@@ -1108,17 +1140,8 @@ impl App {
         client: &ClientInfo,
     ) -> Result<()> {
         let account = self.account(&session.account_id).await?;
-        let ok = self
-            .hasher
-            .verify(password.to_owned(), account.password_hash.clone())
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        if !matches!(ok, Verified::Yes { .. }) {
-            return Err(AppError::InvalidField {
-                field: "password",
-                message: "password_wrong".into(),
-            });
-        }
+        self.reconfirm_password(&account, password, "password", client)
+            .await?;
         self.store.delete_account(&account.id).await?;
         // Kept without the account (which is gone): that a deletion happened, not who it was.
         self.event(

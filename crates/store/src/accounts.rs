@@ -677,3 +677,27 @@ impl Store {
         )
     }
 }
+
+impl Store {
+    /// Makes every unused token of these purposes worthless (after the password or the
+    /// address changed, links sent before must not work any more).
+    pub async fn revoke_account_tokens(
+        &self,
+        account_id: &str,
+        purposes: &[&str],
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        for purpose in purposes {
+            sqlx::query(
+                "UPDATE account_tokens SET used_at = $3 \
+                 WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL",
+            )
+            .bind(account_id)
+            .bind(*purpose)
+            .bind(ts(now))
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+}

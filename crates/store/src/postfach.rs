@@ -80,10 +80,15 @@ pub fn log_entry_hash(
     at: &str,
     detail: Option<&str>,
 ) -> String {
-    let detail = detail.unwrap_or("").replace('\\', "\\\\").replace('\n', "\\n");
+    let detail = detail
+        .unwrap_or("")
+        .replace('\\', "\\\\")
+        .replace('\n', "\\n");
     crypto::sha256_hex(
-        format!("rathaus-postfach-log/1\n{prev_hash}\n{seq}\n{message_id}\n{event}\n{at}\n{detail}")
-            .as_bytes(),
+        format!(
+            "rathaus-postfach-log/1\n{prev_hash}\n{seq}\n{message_id}\n{event}\n{at}\n{detail}"
+        )
+        .as_bytes(),
     )
 }
 
@@ -132,7 +137,10 @@ async fn append_log(
         .fetch_optional(&mut **tx)
         .await?;
     let (seq, prev) = match head {
-        Some(r) => (r.try_get::<i64, _>("seq")? + 1, r.try_get::<String, _>("hash")?),
+        Some(r) => (
+            r.try_get::<i64, _>("seq")? + 1,
+            r.try_get::<String, _>("hash")?,
+        ),
         None => (1, LOG_GENESIS.to_owned()),
     };
     let hash = log_entry_hash(&prev, seq, message_id, event, at, detail);
@@ -379,8 +387,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut prev = LOG_GENESIS.to_owned();
-        let mut expected_seq = 1;
-        for r in &rows {
+        for (expected_seq, r) in (1i64..).zip(&rows) {
             let e = log_from_row(r)?;
             let recomputed = log_entry_hash(
                 &e.prev_hash,
@@ -394,7 +401,6 @@ impl Store {
                 return Ok(Err(e.seq));
             }
             prev = e.hash;
-            expected_seq += 1;
         }
         Ok(Ok(rows.len() as i64))
     }

@@ -260,7 +260,18 @@ pub(crate) fn form_errors(
     default_field: &'static str,
 ) -> Result<Vec<FieldError>, AppError> {
     match e {
-        AppError::InvalidField { field, message } => Ok(vec![field_error(page, field, &message)]),
+        AppError::InvalidField { field, message } => match message.strip_prefix("throttled:") {
+            Some(secs) => {
+                let minutes = secs.parse::<u64>().unwrap_or(60).div_ceil(60);
+                Ok(vec![FieldError {
+                    field,
+                    message: page
+                        .t("err_login_throttled")
+                        .replace("{minutes}", &minutes.to_string()),
+                }])
+            }
+            None => Ok(vec![field_error(page, field, &message)]),
+        },
         AppError::Invalid(code) | AppError::Conflict(code) => {
             Ok(vec![field_error(page, default_field, &code)])
         }
