@@ -4,7 +4,11 @@
 //! Must never: send a mail that is not in the outbox (every mail is durable before it is
 //! sent), or log a mail's body (it may carry a one-time link).
 
+mod dkim;
+
 use std::sync::Arc;
+
+pub use dkim::DkimSigner;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, header::ContentType};
@@ -40,6 +44,8 @@ pub struct MailerConfig {
     pub from: String,
     /// Keep the text of sent mails (demo mode shows them); otherwise it is dropped once sent.
     pub keep_sent_bodies: bool,
+    /// Sign every mail with DKIM (`RATHAUS_DKIM_KEY_FILE`, `_SELECTOR`, `_DOMAIN`).
+    pub dkim: Option<Arc<DkimSigner>>,
 }
 
 /// Sends the outbox. One per process; several processes share the work through the outbox's
@@ -50,6 +56,7 @@ pub struct Mailer {
     from: Mailbox,
     keep_sent_bodies: bool,
     wake: Arc<Notify>,
+    dkim: Option<Arc<DkimSigner>>,
 }
 
 /// Attempts before a mail is given up (and shown as failed to the admin).
@@ -78,6 +85,7 @@ impl Mailer {
             transport,
             from,
             keep_sent_bodies: config.keep_sent_bodies,
+            dkim: config.dkim.clone(),
             wake,
         })
     }
@@ -109,12 +117,24 @@ impl Mailer {
 
     async fn deliver(&self, mail: OutboxMail) {
         let result = match self.build(&mail) {
-            Ok(message) => self
-                .transport
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| (e.to_string(), e.is_permanent())),
+            Ok(message) => {
+                let raw = match &self.dkim {
+                    Some(signer) => {
+                        let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+                        signer.sign(&message.formatted(), now)
+                    }
+                    None => Ok(message.formatted()),
+                };
+                match raw {
+                    Ok(raw) => self
+                        .transport
+                        .send_raw(message.envelope(), &raw)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| (e.to_string(), e.is_permanent())),
+                    Err(e) => Err((e, true)),
+                }
+            }
             Err(e) => Err((e, true)),
         };
         let now = OffsetDateTime::now_utc();

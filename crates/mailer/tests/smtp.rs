@@ -191,6 +191,7 @@ async fn sends_the_outbox_over_smtp_and_retries_while_the_relay_is_down() {
             smtp_url: format!("smtp://127.0.0.1:{}", server.port),
             from: "Rathaus <noreply@rathaus.test>".into(),
             keep_sent_bodies: false,
+            dkim: None,
         },
         wake.clone(),
     )
@@ -308,4 +309,139 @@ async fn sends_the_outbox_over_smtp_and_retries_while_the_relay_is_down() {
         2,
         "nothing more arrived"
     );
+}
+
+/// An RSA key from the OpenSSL command line (independent of the code under test): (PKCS#8
+/// PEM private key, base64 DER public key for the DNS record).
+fn openssl_rsa_key(dir: &Path) -> (String, String) {
+    let key = dir.join("dkim.pem");
+    let ok = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let public = Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(public.status.success());
+    use base64::Engine;
+    (
+        std::fs::read_to_string(&key).unwrap(),
+        base64::engine::general_purpose::STANDARD.encode(&public.stdout),
+    )
+}
+
+/// dkimpy's verdict on a message, with `public_key` as the DNS record of every selector.
+fn dkimpy_verifies(python: &str, message: &[u8], public_key: &str) -> bool {
+    const SCRIPT: &str = r#"
+import sys, dkim
+raw = sys.stdin.buffer.read()
+# Maildir files may have bare LF line ends; SMTP had CRLF.
+raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+record = ("v=DKIM1; k=rsa; p=" + sys.argv[1]).encode()
+ok = dkim.verify(raw, dnsfunc=lambda name, timeout=5: record)
+print("PASS" if ok else "FAIL")
+"#;
+    use std::io::Write;
+    let mut child = Command::new(python)
+        .args(["-c", SCRIPT, public_key])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "dkimpy failed (is python3-dkim installed?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim() == "PASS"
+}
+
+#[test]
+fn dkim_signatures_verify_with_dkimpy_and_break_on_tampering() {
+    let python = python();
+    let tmp = tempfile::tempdir().unwrap();
+    let (pem, public) = openssl_rsa_key(tmp.path());
+    let signer = mailer::DkimSigner::from_pem(&pem, "rathaus.test", "mail2026").unwrap();
+    let message = b"From: Rathaus <noreply@rathaus.test>\r\nTo: erika@example.org\r\nSubject: =?utf-8?q?Best=C3=A4tigung?=\r\n =?utf-8?q?_folded?=\r\nDate: Wed, 25 Nov 2026 08:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGuten  Tag, \t\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n\r\n\r\n";
+    let signed = signer.sign(message, 1_795_000_000).unwrap();
+    assert!(signed.starts_with(
+        b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=rathaus.test; s=mail2026;"
+    ));
+    assert!(dkimpy_verifies(&python, &signed, &public));
+    let mut tampered = signed.clone();
+    let at = tampered.windows(5).position(|w| w == b"Guten").unwrap();
+    tampered[at] = b'B';
+    assert!(!dkimpy_verifies(&python, &tampered, &public));
+    // Whitespace changes are what relaxed canonicalisation forgives.
+    let respaced = String::from_utf8_lossy(&signed).replace("Guten  Tag", "Guten Tag");
+    assert!(dkimpy_verifies(&python, respaced.as_bytes(), &public));
+    assert!(mailer::DkimSigner::from_pem("not a key", "rathaus.test", "s").is_err());
+}
+
+#[tokio::test]
+async fn mails_leave_dkim_signed_and_verify_after_smtp() {
+    let python = python();
+    let tmp = tempfile::tempdir().unwrap();
+    let (pem, public) = openssl_rsa_key(tmp.path());
+    let maildir = tmp.path().join("maildir");
+    let server = SmtpServer::start(&python, &maildir);
+    let db = fresh(Backend::Sqlite).await;
+    let store = db.store().clone();
+    let wake = Arc::new(Notify::new());
+    let mailer = Mailer::new(
+        store.clone(),
+        &MailerConfig {
+            smtp_url: format!("smtp://127.0.0.1:{}", server.port),
+            from: "Rathaus <noreply@rathaus.test>".into(),
+            keep_sent_bodies: true,
+            dkim: Some(Arc::new(
+                mailer::DkimSigner::from_pem(&pem, "rathaus.test", "mail2026").unwrap(),
+            )),
+        },
+        wake.clone(),
+    )
+    .unwrap();
+    let _worker = Worker(tokio::spawn(mailer.run()));
+    let id = store
+        .enqueue_mail(
+            &NewMail {
+                recipient: "erika@example.org",
+                subject: "Neue Nachricht in Ihrem Postfach – Bückeburg",
+                body_text: ".Punkt am Zeilenanfang\nZeile mit Leerzeichen am Ende   \n\nGrüße",
+                purpose: "postfach_notice",
+            },
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    wake.notify_one();
+    let mail = wait_for(&store, &id, |m| m.status != "pending").await;
+    assert_eq!(mail.status, "sent", "{mail:?}");
+    let received = read_maildir(&python, &maildir);
+    assert_eq!(received.len(), 1);
+    let raw = received[0]["raw"].as_str().unwrap();
+    assert!(raw.contains("DKIM-Signature:"), "{raw}");
+    // Read the file bytes again (the JSON copy replaced non-ASCII).
+    let mut files = Vec::new();
+    for sub in ["new", "cur"] {
+        for e in std::fs::read_dir(maildir.join(sub)).unwrap() {
+            files.push(std::fs::read(e.unwrap().path()).unwrap());
+        }
+    }
+    assert!(dkimpy_verifies(&python, &files[0], &public));
 }

@@ -37,6 +37,9 @@ pub struct FileConfig {
     pub session_absolute_hours: Option<u64>,
     pub postfach_max_files: Option<usize>,
     pub postfach_max_file_mb: Option<u64>,
+    pub dkim_key_file: Option<PathBuf>,
+    pub dkim_selector: Option<String>,
+    pub dkim_domain: Option<String>,
 }
 
 impl FileConfig {
@@ -91,7 +94,10 @@ impl FileConfig {
             log,
             operator_ars,
             smtp_url,
-            mail_from
+            mail_from,
+            dkim_key_file,
+            dkim_selector,
+            dkim_domain
         );
         env_parsed!(
             demo,
@@ -135,6 +141,9 @@ pub struct Config {
     pub mail_from: String,
     pub accounts: app::AccountSettings,
     pub postfach: app::PostfachSettings,
+    pub dkim_key_file: Option<PathBuf>,
+    pub dkim_selector: String,
+    pub dkim_domain: Option<String>,
 }
 
 impl Config {
@@ -170,13 +179,18 @@ impl Config {
             request_timeout_secs: f.request_timeout_secs.unwrap_or(30).max(1),
             shutdown_grace_secs: f.shutdown_grace_secs.unwrap_or(30),
             smtp_url: f.smtp_url,
+            dkim_key_file: f.dkim_key_file,
+            dkim_selector: f.dkim_selector.unwrap_or_else(|| "rathaus".into()),
+            dkim_domain: f.dkim_domain,
             mail_from: f
                 .mail_from
                 .unwrap_or_else(|| "Rathaus <noreply@localhost>".into()),
             postfach: {
                 let d = app::PostfachSettings::default();
                 let files = f.postfach_max_files.unwrap_or(d.max_files);
-                let mb = f.postfach_max_file_mb.unwrap_or(d.max_file_bytes / (1024 * 1024));
+                let mb = f
+                    .postfach_max_file_mb
+                    .unwrap_or(d.max_file_bytes / (1024 * 1024));
                 if !(1..=100).contains(&files) || !(1..=1024).contains(&mb) {
                     bail!("postfach_max_files must be 1–100 and postfach_max_file_mb 1–1024");
                 }

@@ -425,6 +425,7 @@ async fn serve(config: Config) -> Result<()> {
                     smtp_url: url.clone(),
                     from: config.mail_from.clone(),
                     keep_sent_bodies: config.demo,
+                    dkim: dkim_signer(&config)?,
                 },
                 app.mail_wake(),
             )
@@ -508,6 +509,29 @@ async fn shutdown_signal() {
 /// The demo's admin token, kept in the data dir so it survives restarts.
 fn demo_admin_token(data_dir: &Path) -> Result<String> {
     demo_secret(data_dir, "admin-token")
+}
+
+/// The DKIM signer, if a key is configured; the domain defaults to the sender's.
+fn dkim_signer(config: &Config) -> Result<Option<Arc<mailer::DkimSigner>>> {
+    let Some(path) = &config.dkim_key_file else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the DKIM key {}", path.display()))?;
+    let domain = match &config.dkim_domain {
+        Some(d) => d.clone(),
+        None => config
+            .mail_from
+            .rsplit('@')
+            .next()
+            .map(|d| d.trim_end_matches('>').trim().to_owned())
+            .filter(|d| !d.is_empty())
+            .context("set dkim_domain: mail_from has no domain")?,
+    };
+    let signer = mailer::DkimSigner::from_pem(&pem, &domain, &config.dkim_selector)
+        .map_err(|e| anyhow::anyhow!("DKIM: {e}"))?;
+    tracing::info!(domain, selector = %config.dkim_selector, "outgoing mail is DKIM-signed");
+    Ok(Some(Arc::new(signer)))
 }
 
 /// A random secret kept in the data dir (mode 0600), the same at every start.
