@@ -479,8 +479,14 @@ pub struct DemoPostfachApi {
 }
 
 // Demo passwords: long, not common, without the names in them (the policy checks that).
-const DEMO_CITIZEN: (&str, &str) = ("anna.schmidt@demo.rathaus.invalid", "Fahrrad Sonnenblume Hafen 7");
-const DEMO_CITIZEN2: (&str, &str) = ("jonas.becker@demo.rathaus.invalid", "Leuchtturm Kaffeetasse Wald 3");
+const DEMO_CITIZEN: (&str, &str) = (
+    "anna.schmidt@demo.rathaus.invalid",
+    "Fahrrad Sonnenblume Hafen 7",
+);
+const DEMO_CITIZEN2: (&str, &str) = (
+    "jonas.becker@demo.rathaus.invalid",
+    "Leuchtturm Kaffeetasse Wald 3",
+);
 const DEMO_ORGANISATION: &str = "Bäckerei Schmidt GmbH (Demo)";
 const DEMO_CLIENT_ID: &str = "demo-postfach-samtgemeinde-nenndorf";
 /// Samtgemeinde Nenndorf, which the demo's Postfach client speaks for.
@@ -503,7 +509,9 @@ fn demo_pdf(text: &str) -> Vec<u8> {
         out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
     }
     let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for o in offsets {
         out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
     }

@@ -9,11 +9,11 @@ mod accounts;
 pub mod demo;
 mod error;
 pub mod mails;
-mod organisations;
-mod profile;
 pub mod oauth;
-mod postfach;
+mod organisations;
 mod passkeys;
+mod postfach;
+mod profile;
 mod rules;
 mod signing;
 
@@ -33,19 +33,19 @@ pub use accounts::{
     TotpSetup, normalize_email,
 };
 pub use error::AppError;
+pub use oauth::{ApiClient, OAuthError, SCOPE_POSTFACH_DELIVER, TokenGrant};
 pub use organisations::{
     INVITATION_TTL, InvitationInfo, InvitationState, Membership, OrgRole, Organisation,
     OrganisationMember, OrganisationView, PendingInvitation, validate_organisation_name,
+};
+pub use passkeys::{PasskeyChallenge, PasskeyLoginOutcome, PasskeySummary};
+pub use postfach::{
+    MessageView, NewMessage, PostfachSettings, StoredAttachment, clean_filename, clean_media_type,
 };
 pub use profile::{
     Consent, PROFILE_ATTRIBUTES, Profile, ProfileError, ProfileInput, ProfileValue, SCOPES,
     ValueStatus, is_germany,
 };
-pub use oauth::{ApiClient, OAuthError, SCOPE_POSTFACH_DELIVER, TokenGrant};
-pub use postfach::{
-    MessageView, NewMessage, PostfachSettings, StoredAttachment, clean_filename, clean_media_type,
-};
-pub use passkeys::{PasskeyChallenge, PasskeyLoginOutcome, PasskeySummary};
 pub use rules::RuleInput;
 
 /// The bundled reference data (see `data/README.md` for sources and licences).

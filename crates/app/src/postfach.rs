@@ -94,7 +94,12 @@ pub fn clean_filename(name: &str) -> String {
 
 /// A media type as `type/subtype`, or `application/octet-stream` if it is not one.
 pub fn clean_media_type(mt: &str) -> String {
-    let mt = mt.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mt = mt
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let ok = mt.split_once('/').is_some_and(|(a, b)| {
         !a.is_empty()
             && !b.is_empty()
@@ -116,10 +121,11 @@ fn parse_ts(s: &str) -> Option<OffsetDateTime> {
 
 fn deemed(m: &PostfachMessage) -> String {
     match parse_ts(&m.placed_at) {
-        Some(placed) => {
-            domain::postfach::deemed_delivery(placed, m.first_opened_at.as_deref().and_then(parse_ts))
-                .to_string()
-        }
+        Some(placed) => domain::postfach::deemed_delivery(
+            placed,
+            m.first_opened_at.as_deref().and_then(parse_ts),
+        )
+        .to_string(),
         None => String::new(),
     }
 }
@@ -147,7 +153,11 @@ impl App {
                 notify: vec![(a.email, MailLang::parse(&a.lang))],
             }));
         }
-        if let Some(org) = self.store.organisation_by_postfach_ref(postfach_ref).await? {
+        if let Some(org) = self
+            .store
+            .organisation_by_postfach_ref(postfach_ref)
+            .await?
+        {
             let members = self.store.organisation_members(&org.id).await?;
             return Ok(Some(Owner {
                 label: org.name,
@@ -184,7 +194,10 @@ impl App {
         if m.subject.chars().count() > limits.max_subject_chars {
             return Err(AppError::InvalidField {
                 field: "subject",
-                message: format!("subject has more than {} characters", limits.max_subject_chars),
+                message: format!(
+                    "subject has more than {} characters",
+                    limits.max_subject_chars
+                ),
             });
         }
         if m.body.trim().is_empty() {
@@ -228,8 +241,7 @@ impl App {
         if !is_valid_ref(&m.recipient) {
             return Err(AppError::InvalidField {
                 field: "recipient",
-                message: "a Postfach reference consists of a-z, 0-9 and -._~/ (at most 150)"
-                    .into(),
+                message: "a Postfach reference consists of a-z, 0-9 and -._~/ (at most 150)".into(),
             });
         }
         self.check_message(m)?;
@@ -240,7 +252,11 @@ impl App {
             });
         };
         let id = uuid::Uuid::new_v4().to_string();
-        let sender_name = match client.authority_ars.as_deref().and_then(|a| domain::Ars::parse(a).ok()) {
+        let sender_name = match client
+            .authority_ars
+            .as_deref()
+            .and_then(|a| domain::Ars::parse(a).ok())
+        {
             Some(ars) => self
                 .directory()
                 .authority(&ars)
@@ -581,7 +597,10 @@ impl App {
             return Err(AppError::Invalid("reply_not_allowed".into()));
         }
         let subject = format!("Re: {}", original.subject);
-        let subject: String = subject.chars().take(self.settings.postfach.max_subject_chars).collect();
+        let subject: String = subject
+            .chars()
+            .take(self.settings.postfach.max_subject_chars)
+            .collect();
         self.check_message(&NewMessage {
             recipient: original.postfach_ref.clone(),
             subject: subject.clone(),

@@ -1345,7 +1345,10 @@ async fn organisations_invite_members_keep_an_owner_and_share_their_postfach() {
         assert!(view.invitations.is_empty());
         let bob_view = app.organisation_view(&bob, &org.id).await.unwrap();
         assert_eq!(bob_view.me.role, OrgRole::Member);
-        assert!(bob_view.invitations.is_empty(), "members see no invitations");
+        assert!(
+            bob_view.invitations.is_empty(),
+            "members see no invitations"
+        );
         assert_eq!(
             field_error(
                 app.invite_member(
@@ -1417,7 +1420,7 @@ async fn organisations_invite_members_keep_an_owner_and_share_their_postfach() {
         let refs = |v: Vec<(String, String)>| v.into_iter().map(|(r, _)| r).collect::<Vec<_>>();
         assert_eq!(
             refs(app.postfach_refs_for(&bob).await.unwrap()),
-            [bob.postfach_ref.clone()]
+            [bob.postfach_ref.as_str()]
         );
         assert_eq!(
             app.postfach_refs_for(&alice).await.unwrap(),
@@ -1482,7 +1485,7 @@ async fn organisations_invite_members_keep_an_owner_and_share_their_postfach() {
         );
         assert_eq!(
             refs(app.postfach_refs_for(&alice).await.unwrap()),
-            [alice.postfach_ref.clone()]
+            [alice.postfach_ref.as_str()]
         );
 
         // The new owner invites, withdraws, invites again and removes.
@@ -1497,7 +1500,11 @@ async fn organisations_invite_members_keep_an_owner_and_share_their_postfach() {
         .await
         .unwrap();
         let first = link_token(&app, "fremd@example.org", "org_invitation").await;
-        let open = app.organisation_view(&bob, &org.id).await.unwrap().invitations;
+        let open = app
+            .organisation_view(&bob, &org.id)
+            .await
+            .unwrap()
+            .invitations;
         assert_eq!(open.len(), 1);
         assert!(
             app.withdraw_invitation(&bob, &org.id, &open[0].id, &client())
@@ -1541,7 +1548,10 @@ async fn organisations_invite_members_keep_an_owner_and_share_their_postfach() {
             "member_left",
             "invitation_accepted",
         ] {
-            assert!(alice_events.iter().any(|k| k == kind), "{kind}: {alice_events:?}");
+            assert!(
+                alice_events.iter().any(|k| k == kind),
+                "{kind}: {alice_events:?}"
+            );
         }
         let carol_events = event_kinds(&app, &carol).await;
         assert!(carol_events.iter().any(|k| k == "member_joined"));
@@ -1738,8 +1748,13 @@ async fn the_profile_is_wrapped_and_services_prefill_only_with_consent() {
                 .is_none()
         );
         assert!(matches!(
-            app.grant_consent(&id, "wohngeld", "Wohngeld online", &["profile", "shoe_size"])
-                .await,
+            app.grant_consent(
+                &id,
+                "wohngeld",
+                "Wohngeld online",
+                &["profile", "shoe_size"]
+            )
+            .await,
             Err(AppError::Invalid(_))
         ));
         app.grant_consent(&id, "wohngeld", "Wohngeld online", &["openid", "profile"])

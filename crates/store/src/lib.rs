@@ -15,8 +15,8 @@ mod oauth;
 mod organisations;
 mod outbox;
 mod passkeys;
-mod profiles;
 mod postfach;
+mod profiles;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
@@ -32,16 +32,15 @@ pub use keys::StoredKey;
 pub use legal::{Feedback, LegalPage};
 pub use oauth::OAuthClient;
 pub use organisations::{
-    InvitationRecord, LAST_OWNER, MemberRecord, MembershipRecord, NewInvitation,
-    OrganisationRecord,
+    InvitationRecord, LAST_OWNER, MemberRecord, MembershipRecord, NewInvitation, OrganisationRecord,
 };
 pub use outbox::{NewMail, OutboxMail};
 pub use passkeys::PasskeyRecord;
-pub use profiles::{ConsentRecord, StoredProfile};
 pub use postfach::{
     AttachmentRecord, LOG_GENESIS, NewPostfachMessage, PostfachLogEntry, PostfachMessage,
     log_entry_hash,
 };
+pub use profiles::{ConsentRecord, StoredProfile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -1289,7 +1289,12 @@ async fn organisations_keep_an_owner_and_invitations_are_used_once() {
         .await
         .unwrap();
         s.insert_invitation(
-            &invitation("inv-old", "o1", "lena@example.org", T0 - Duration::seconds(1)),
+            &invitation(
+                "inv-old",
+                "o1",
+                "lena@example.org",
+                T0 - Duration::seconds(1),
+            ),
             T0 - Duration::days(7),
         )
         .await
@@ -1335,7 +1340,10 @@ async fn organisations_keep_an_owner_and_invitations_are_used_once() {
         assert!(s.open_invitations("o1", T0).await.unwrap().is_empty());
         let member = s.organisation_member("o1", "a2").await.unwrap().unwrap();
         assert_eq!(member.email, "max@example.org");
-        assert_eq!((member.role.as_str(), member.postfach_access), ("member", true));
+        assert_eq!(
+            (member.role.as_str(), member.postfach_access),
+            ("member", true)
+        );
         // A second invitation for a member is refused on acceptance and stays unused.
         s.insert_invitation(
             &invitation("inv-2", "o1", "max@example.org", T0 + Duration::days(7)),
@@ -1348,10 +1356,20 @@ async fn organisations_keep_an_owner_and_invitations_are_used_once() {
                 .await,
             Err(StoreError::Conflict(_))
         ));
-        assert!(s.invitation("inv-2").await.unwrap().unwrap().accepted_at.is_none());
+        assert!(
+            s.invitation("inv-2")
+                .await
+                .unwrap()
+                .unwrap()
+                .accepted_at
+                .is_none()
+        );
         assert!(s.delete_invitation("o1", "inv-2").await.unwrap());
         assert!(!s.delete_invitation("o1", "inv-2").await.unwrap());
-        assert!(!s.delete_invitation("o1", "inv-1").await.unwrap(), "accepted stays");
+        assert!(
+            !s.delete_invitation("o1", "inv-1").await.unwrap(),
+            "accepted stays"
+        );
 
         // Owners first, then by address.
         let members = s.organisation_members("o1").await.unwrap();

@@ -134,6 +134,12 @@ fn role_label(page: &Page, role: OrgRole) -> &'static str {
     page.t(&format!("org_role_{}", role.as_str()))
 }
 
+/// An e-mail address in pieces that may wrap after `@` and `.` (joined with `<wbr>` in the
+/// template), so a long address does not make a phone screen scroll sideways.
+fn breakable(email: &str) -> Vec<&str> {
+    email.split_inclusive(['@', '.']).collect()
+}
+
 /// Ids in paths are UUIDs; anything else cannot name an organisation.
 fn plausible_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
@@ -339,6 +345,7 @@ async fn render_org(
             minijinja::Value::from_serialize(serde_json::json!({
                 "account_id": m.account_id,
                 "email": m.email,
+                "email_parts": breakable(&m.email),
                 "role": m.role.as_str(),
                 "role_label": role_label(page, m.role),
                 "postfach": m.postfach_access,
@@ -356,6 +363,7 @@ async fn render_org(
             minijinja::Value::from_serialize(serde_json::json!({
                 "id": i.id,
                 "email": i.email,
+                "email_parts": breakable(&i.email),
                 "role_label": role_label(page, i.role),
                 "postfach": i.postfach_access,
                 "expires": short_time(&i.expires_at),

@@ -335,8 +335,17 @@ async fn reply(
             },
             Err(e) => return internal(&page, &state, e),
         };
-        return render_message(&state, &page, &headers, &session, &id, &client, Vec::new(), &text)
-            .await;
+        return render_message(
+            &state,
+            &page,
+            &headers,
+            &session,
+            &id,
+            &client,
+            Vec::new(),
+            &text,
+        )
+        .await;
     }
     if text.trim().is_empty() {
         received.discard(&state.app).await;
