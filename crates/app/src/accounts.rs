@@ -1142,6 +1142,28 @@ impl App {
         let account = self.account(&session.account_id).await?;
         self.reconfirm_password(&account, password, "password", client)
             .await?;
+        // An organisation must not be left without an owner: the last owner hands over first
+        // (or is its only member, and the organisation goes with the account).
+        let mut alone_in = Vec::new();
+        for m in self.store.memberships(&account.id).await? {
+            if m.role != "owner" {
+                continue;
+            }
+            let members = self.store.organisation_members(&m.organisation.id).await?;
+            let owners = members.iter().filter(|x| x.role == "owner").count();
+            if owners == 1 && members.len() > 1 {
+                return Err(AppError::InvalidField {
+                    field: "password",
+                    message: "last_owner_of_organisation".into(),
+                });
+            }
+            if members.len() == 1 {
+                alone_in.push(m.organisation.id);
+            }
+        }
+        for org in alone_in {
+            self.store.delete_organisation(&org).await?;
+        }
         self.store.delete_account(&account.id).await?;
         // Kept without the account (which is gone): that a deletion happened, not who it was.
         self.event(

@@ -453,3 +453,15 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// Deletes an organisation with its memberships and invitations (its Postfach messages
+    /// stay: they are the authorities' records of delivery).
+    pub async fn delete_organisation(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM organisations WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
