@@ -148,6 +148,8 @@ export async function navigateBy(page, action, { timeout = 30_000, what = 'navig
       predicate: (f) => f === page.mainFrame(),
       timeout,
     });
+    // If the action fails, its error is the one to report, not this wait's.
+    navigated.catch(() => {});
     await action();
     try {
       await navigated;
