@@ -54,7 +54,7 @@ impl Default for AccountSettings {
 const MAIL_WINDOW: time::Duration = time::Duration::minutes(15);
 /// A password was checked, the second factor is outstanding: this long to enter it.
 const SECOND_FACTOR_WINDOW: time::Duration = time::Duration::minutes(10);
-const THROTTLE_MEMORY: time::Duration = time::Duration::hours(24);
+pub(crate) const THROTTLE_MEMORY: time::Duration = time::Duration::hours(24);
 
 /// Who is asking: recorded with security events, used for per-client throttling.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +64,7 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
-    fn ua(&self) -> Option<String> {
+    pub(crate) fn ua(&self) -> Option<String> {
         self.user_agent
             .as_ref()
             .map(|u| u.chars().take(300).collect())
@@ -182,12 +182,12 @@ pub fn normalize_email(input: &str) -> Result<String> {
     Ok(e)
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn unb64(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn unb64(s: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s.trim())
@@ -199,7 +199,7 @@ fn parse_ts(s: &str) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-fn dur(d: Duration) -> time::Duration {
+pub(crate) fn dur(d: Duration) -> time::Duration {
     time::Duration::try_from(d).unwrap_or(time::Duration::ZERO)
 }
 
@@ -211,11 +211,11 @@ fn methods_text(methods: &[AuthMethod]) -> String {
         .join(",")
 }
 
-fn email_key(email: &str) -> String {
+pub(crate) fn email_key(email: &str) -> String {
     format!("email:{}", crypto::sha256_hex(email.as_bytes()))
 }
 
-fn ip_key(ip: &str) -> String {
+pub(crate) fn ip_key(ip: &str) -> String {
     format!("ip:{ip}")
 }
 
@@ -233,7 +233,7 @@ const ACCOUNT_THROTTLE: LoginThrottle = LoginThrottle {
     base_delay_secs: 1,
     max_delay_secs: 900,
 };
-const CLIENT_THROTTLE: LoginThrottle = LoginThrottle {
+pub(crate) const CLIENT_THROTTLE: LoginThrottle = LoginThrottle {
     free_failures: 20,
     base_delay_secs: 1,
     max_delay_secs: 900,
@@ -446,7 +446,7 @@ impl App {
         Ok(())
     }
 
-    async fn new_session(
+    pub(crate) async fn new_session(
         &self,
         account_id: &str,
         stage: &str,
@@ -1105,6 +1105,7 @@ impl App {
     ) -> Result<serde_json::Value> {
         let account = self.account(&session.account_id).await?;
         let sessions = self.list_sessions(session).await?;
+        let passkeys = self.list_passkeys(session).await?;
         let events = self
             .store
             .security_events(&session.account_id, 10_000)
@@ -1125,6 +1126,7 @@ impl App {
                 "totp": account.totp_secret.is_some().then_some("enabled (secret not exported)"),
             },
             "sessions": sessions,
+            "passkeys": passkeys,
             "security_events": events,
             "profile": self.export_profile(&account.id).await?,
             "consents": self.export_consents(&account.id).await?,

@@ -24,12 +24,10 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use domain::{AuthMethod, TrustLevel};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use servicekonto::throttle::LoginThrottle;
-use store::{PasskeyRecord, SessionRecord};
+use store::PasskeyRecord;
 use time::OffsetDateTime;
 use webauthn_rs::prelude::{
     AuthenticationResult, DiscoverableAuthentication, DiscoverableKey, Passkey,
@@ -37,6 +35,7 @@ use webauthn_rs::prelude::{
     Url, Uuid, Webauthn, WebauthnBuilder,
 };
 
+use crate::accounts::{CLIENT_THROTTLE, THROTTLE_MEMORY, b64, dur, email_key, unb64};
 use crate::mails::{self, MailLang};
 use crate::{App, AppError, ClientInfo, Result, SecondFactorOutcome, Session};
 
@@ -48,15 +47,6 @@ const CEREMONY_TTL: Duration =
 /// Passkeys per account: bounds the size of the second-factor challenge state.
 const MAX_PASSKEYS: usize = 20;
 const MAX_NAME_CHARS: usize = 64;
-
-/// Per client address, counted together with failed password logins (same key, same
-/// policy as there).
-const CLIENT_THROTTLE: LoginThrottle = LoginThrottle {
-    free_failures: 20,
-    base_delay_secs: 1,
-    max_delay_secs: 900,
-};
-const THROTTLE_MEMORY: time::Duration = time::Duration::hours(24);
 
 /// A started ceremony: what the browser needs, and the state it must send back.
 #[derive(Debug, Clone, Serialize)]
@@ -116,20 +106,6 @@ pub(crate) fn relying_party(public_url: &str) -> Option<Webauthn> {
     }
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn unb64(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s.trim())
-        .ok()
-}
-
-fn dur(d: Duration) -> time::Duration {
-    time::Duration::try_from(d).unwrap_or(time::Duration::ZERO)
-}
-
 fn unix_us(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
@@ -167,22 +143,6 @@ fn summary(r: PasskeyRecord) -> PasskeySummary {
         created_at: r.created_at,
         last_used_at: r.last_used_at,
     }
-}
-
-/// The same key failed password logins use for the client, so both count together.
-fn client_key(ip: &str) -> String {
-    format!("ip:{ip}")
-}
-
-fn email_key(email: &str) -> String {
-    format!("email:{}", crypto::sha256_hex(email.as_bytes()))
-}
-
-fn user_agent(client: &ClientInfo) -> Option<String> {
-    client
-        .user_agent
-        .as_ref()
-        .map(|u| u.chars().take(300).collect())
 }
 
 impl App {
@@ -422,7 +382,7 @@ impl App {
             return Ok(None);
         };
         let now = OffsetDateTime::now_utc();
-        let key = client_key(ip);
+        let key = crate::accounts::ip_key(ip);
         Ok(self
             .store
             .throttle_blocked_until(&[key.as_str()], now)
@@ -440,7 +400,7 @@ impl App {
             let block = |n| dur(CLIENT_THROTTLE.delay_after(n));
             self.store
                 .throttle_failure(
-                    &client_key(ip),
+                    &crate::accounts::ip_key(ip),
                     OffsetDateTime::now_utc(),
                     THROTTLE_MEMORY,
                     block,
@@ -553,29 +513,8 @@ impl App {
     }
 
     async fn new_passkey_session(&self, account_id: &str, client: &ClientInfo) -> Result<String> {
-        let now = OffsetDateTime::now_utc();
-        let (token, hash) = servicekonto::token::new_token();
-        let s = &self.settings.accounts;
-        self.store
-            .create_session(
-                &hash,
-                &SessionRecord {
-                    public_id: uuid::Uuid::new_v4().simple().to_string(),
-                    account_id: account_id.into(),
-                    stage: "active".into(),
-                    trust_level: i64::from(TrustLevel::Level1.as_u8()),
-                    auth_methods: AuthMethod::Passkey.as_str().into(),
-                    created_at: store::ts(now),
-                    authenticated_at: store::ts(now),
-                    last_seen_at: store::ts(now),
-                    idle_expires_at: store::ts(now + dur(s.session_idle)),
-                    expires_at: store::ts(now + dur(s.session_absolute)),
-                    ip: client.ip.clone(),
-                    user_agent: user_agent(client),
-                },
-            )
-            .await?;
-        Ok(token)
+        self.new_session(account_id, "active", &[AuthMethod::Passkey], client)
+            .await
     }
 
     // ---- second factor ----

@@ -711,7 +711,7 @@ async fn postfach_token(s: &Server) -> String {
     let api = &s.demo.postfach_api;
     let res = client()
         .post(
-            &api.token_url
+            api.token_url
                 .replace("http://localhost", "http://127.0.0.1"),
         )
         .basic_auth(&api.client_id, Some(&api.client_secret))
