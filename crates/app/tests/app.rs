@@ -1830,3 +1830,63 @@ async fn the_profile_is_wrapped_and_services_prefill_only_with_consent() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_demo_seed_is_idempotent_and_the_last_owner_hands_over_before_leaving() {
+    for backend in backends() {
+        eprintln!("-- on {backend:?}");
+        let db = fresh(backend).await;
+        let app = open(&db).await;
+        let demo = app
+            .seed_demo_accounts("demo-secret-0123456789abcdefghijklmnopq")
+            .await
+            .unwrap();
+        let again = app
+            .seed_demo_accounts("demo-secret-0123456789abcdefghijklmnopq")
+            .await
+            .unwrap();
+        assert_eq!(
+            demo.postfach_api.citizen_postfach_ref,
+            again.postfach_api.citizen_postfach_ref
+        );
+        assert_eq!(
+            demo.organisation.postfach_ref,
+            again.organisation.postfach_ref
+        );
+        let (messages, _) = db
+            .store()
+            .postfach_counts(&demo.postfach_api.citizen_postfach_ref)
+            .await
+            .unwrap();
+        assert_eq!(messages, 2, "seeded once");
+        assert_eq!(db.store().verify_postfach_log().await.unwrap(), Ok(3));
+
+        let anna_token = logged_in(&app, &demo.citizen.username, &demo.citizen.password).await;
+        let anna = app.session(&anna_token).await.unwrap().unwrap();
+        assert_eq!(
+            field_error(
+                app.delete_account(&anna, &demo.citizen.password, &client())
+                    .await
+            ),
+            ("password", "last_owner_of_organisation".to_owned())
+        );
+        let jonas_token = logged_in(&app, &demo.citizen2.username, &demo.citizen2.password).await;
+        let jonas = app.session(&jonas_token).await.unwrap().unwrap();
+        app.delete_account(&jonas, &demo.citizen2.password, &client())
+            .await
+            .unwrap();
+        // Now Anna is the organisation's only member: it goes with her account, while the
+        // authorities' delivery records stay verifiable.
+        app.delete_account(&anna, &demo.citizen.password, &client())
+            .await
+            .unwrap();
+        assert!(
+            db.store()
+                .organisation_by_postfach_ref(&demo.organisation.postfach_ref)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(db.store().verify_postfach_log().await.unwrap(), Ok(3));
+    }
+}
