@@ -20,7 +20,7 @@
 #                               a service and a place, an authority page, the login form)
 #   BENCH_OVERLAP_LEAD=3s       in the combined run the logins start this long before the
 #                               pages and end this long after them
-#   RATHAUS_HASH_CONCURRENCY    hashing threads (server and raw run; default: one per CPU)
+#   RATHAUS_HASH_CONCURRENCY    hashing threads (server and raw run; default: one per CPU but one)
 #   RATHAUS_ARGON2_MEMORY_KIB / _ITERATIONS / _PARALLELISM   Argon2id parameters (both sides;
 #                               default m=19456 KiB, t=2, p=1)
 #   BENCH_SKIP_BUILD=1          use the binaries already built

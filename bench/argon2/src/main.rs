@@ -9,7 +9,7 @@
 //! [--parallelism P]`
 //!
 //! Defaults come from the same environment variables `rathaus serve` reads, so that both sides
-//! of the comparison use the same settings: `RATHAUS_HASH_CONCURRENCY` (0 or unset: one thread
+//! of the comparison use the same settings: `RATHAUS_HASH_CONCURRENCY` (0 or unset: as the server, one thread
 //! per CPU this process may use, as the server), `RATHAUS_ARGON2_MEMORY_KIB`,
 //! `RATHAUS_ARGON2_ITERATIONS`, `RATHAUS_ARGON2_PARALLELISM` (unset: `Argon2Params::default()`,
 //! m = 19,456 KiB, t = 2, p = 1). `--seconds` defaults to 10.
@@ -152,7 +152,7 @@ fn main() -> ExitCode {
             }
             eprintln!(
                 "usage: bench-argon2 [--threads N] [--seconds D] [--memory-kib M] [--iterations T] [--parallelism P]\n\
-                 defaults: RATHAUS_HASH_CONCURRENCY (else one thread per CPU), RATHAUS_ARGON2_MEMORY_KIB / \
+                 defaults: RATHAUS_HASH_CONCURRENCY (else the server's default: one thread per CPU but one), RATHAUS_ARGON2_MEMORY_KIB / \
                  _ITERATIONS / _PARALLELISM (else m=19456 t=2 p=1), 10 s"
             );
             return ExitCode::from(2);
@@ -260,7 +260,7 @@ fn main() -> ExitCode {
     let per_thread = rate / threads as f64;
     let mean_ms = all.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0 / total.max(1) as f64;
     let (p50, p99) = (percentile_ms(&all, 50.0), percentile_ms(&all, 99.0));
-    let cpus = default_concurrency();
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
 
     println!(
         "bench-argon2: Argon2id m={} KiB t={} p={}, {threads} threads ({cpus} CPUs), {wall:.2} s",

@@ -40,7 +40,7 @@ impl Default for AccountSettings {
     fn default() -> Self {
         AccountSettings {
             argon2: Argon2Params::default(),
-            hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            hash_concurrency: servicekonto::password::default_concurrency(),
             session_idle: Duration::from_secs(30 * 60),
             session_absolute: Duration::from_secs(12 * 3600),
             recent_auth: Duration::from_secs(10 * 60),

@@ -28,6 +28,11 @@ const SQLITE: &[Migration] = &[
         name: "postfach_organisations",
         sql: include_str!("../migrations/sqlite/0003_postfach_organisations.sql"),
     },
+    Migration {
+        version: 4,
+        name: "postfach_indexes",
+        sql: include_str!("../migrations/sqlite/0004_postfach_indexes.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -45,6 +50,11 @@ const POSTGRES: &[Migration] = &[
         version: 3,
         name: "postfach_organisations",
         sql: include_str!("../migrations/postgres/0003_postfach_organisations.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "postfach_indexes",
+        sql: include_str!("../migrations/postgres/0004_postfach_indexes.sql"),
     },
 ];
 

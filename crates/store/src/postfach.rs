@@ -243,7 +243,8 @@ impl Store {
         row.as_ref().map(message_from_row).transpose()
     }
 
-    /// One page of a Postfach's incoming messages, newest first.
+    /// One page of a Postfach's incoming messages, newest first. The page's ids come from
+    /// the index alone; only those rows are read (and their attachments counted).
     pub async fn postfach_inbox(
         &self,
         postfach_ref: &str,
@@ -252,8 +253,10 @@ impl Store {
     ) -> Result<Vec<PostfachMessage>> {
         let rows = sqlx::query(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM postfach_messages m \
-             WHERE m.postfach_ref = $1 AND m.direction = 'in' \
-             ORDER BY m.placed_at DESC, m.id DESC LIMIT $2 OFFSET $3"
+             WHERE m.id IN (SELECT p.id FROM postfach_messages p \
+                 WHERE p.postfach_ref = $1 AND p.direction = 'in' \
+                 ORDER BY p.placed_at DESC, p.id DESC LIMIT $2 OFFSET $3) \
+             ORDER BY m.placed_at DESC, m.id DESC"
         ))
         .bind(postfach_ref)
         .bind(limit)
@@ -263,17 +266,22 @@ impl Store {
         rows.iter().map(message_from_row).collect()
     }
 
-    /// (all incoming, unopened) messages of a Postfach.
+    /// (all incoming, unopened) messages of a Postfach, counted in the indexes.
     pub async fn postfach_counts(&self, postfach_ref: &str) -> Result<(i64, i64)> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS total, \
-                    COALESCE(SUM(CASE WHEN first_opened_at IS NULL THEN 1 ELSE 0 END), 0) AS unread \
-             FROM postfach_messages WHERE postfach_ref = $1 AND direction = 'in'",
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM postfach_messages WHERE postfach_ref = $1 AND direction = 'in'",
         )
         .bind(postfach_ref)
         .fetch_one(&self.pool)
         .await?;
-        Ok((row.try_get("total")?, row.try_get("unread")?))
+        let unread: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM postfach_messages \
+             WHERE postfach_ref = $1 AND direction = 'in' AND first_opened_at IS NULL",
+        )
+        .bind(postfach_ref)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((total, unread))
     }
 
     pub async fn postfach_replies(&self, message_id: &str) -> Result<Vec<PostfachMessage>> {

@@ -320,10 +320,14 @@ impl fmt::Debug for PasswordHasher {
     }
 }
 
-/// The number of CPUs this process may use (1 if unknown): the default bound on concurrent
-/// hashes.
+/// The default bound on concurrent hashes: all CPUs this process may use but one (at least
+/// one). The core left over serves everything else — pages, API, database — so that a
+/// flood of logins neither starves other users nor slows the hashes down by preempting them.
 pub fn default_concurrency() -> usize {
-    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+    std::thread::available_parallelism()
+        .map_or(1, NonZeroUsize::get)
+        .saturating_sub(1)
+        .max(1)
 }
 
 #[cfg(test)]
