@@ -453,6 +453,20 @@ impl App {
         methods: &[AuthMethod],
         client: &ClientInfo,
     ) -> Result<String> {
+        self.new_session_logged(account_id, stage, methods, client, None)
+            .await
+    }
+
+    /// A new session, and with it (in the same transaction) the security event `login` with
+    /// `detail`, if given.
+    pub(crate) async fn new_session_logged(
+        &self,
+        account_id: &str,
+        stage: &str,
+        methods: &[AuthMethod],
+        client: &ClientInfo,
+        login_detail: Option<&str>,
+    ) -> Result<String> {
         let now = OffsetDateTime::now_utc();
         let (token, hash) = servicekonto::token::new_token();
         let s = &self.settings.accounts;
@@ -461,25 +475,29 @@ impl App {
         } else {
             (now + SECOND_FACTOR_WINDOW, now + SECOND_FACTOR_WINDOW)
         };
-        self.store
-            .create_session(
-                &hash,
-                &SessionRecord {
-                    public_id: uuid::Uuid::new_v4().simple().to_string(),
-                    account_id: account_id.into(),
-                    stage: stage.into(),
-                    trust_level: i64::from(TrustLevel::Level1.as_u8()),
-                    auth_methods: methods_text(methods),
-                    created_at: store::ts(now),
-                    authenticated_at: store::ts(now),
-                    last_seen_at: store::ts(now),
-                    idle_expires_at: store::ts(idle),
-                    expires_at: store::ts(absolute),
-                    ip: client.ip.clone(),
-                    user_agent: client.ua(),
-                },
-            )
-            .await?;
+        let record = SessionRecord {
+            public_id: uuid::Uuid::new_v4().simple().to_string(),
+            account_id: account_id.into(),
+            stage: stage.into(),
+            trust_level: i64::from(TrustLevel::Level1.as_u8()),
+            auth_methods: methods_text(methods),
+            created_at: store::ts(now),
+            authenticated_at: store::ts(now),
+            last_seen_at: store::ts(now),
+            idle_expires_at: store::ts(idle),
+            expires_at: store::ts(absolute),
+            ip: client.ip.clone(),
+            user_agent: client.ua(),
+        };
+        match login_detail {
+            Some(detail) => {
+                self.store
+                    .create_session_with_event(&hash, &record, "login", Some(detail))
+                    .await?
+            }
+            None => self.store.create_session(&hash, &record).await?,
+        }
+
         Ok(token)
     }
 
@@ -542,9 +560,13 @@ impl App {
             return Ok(LoginOutcome::SecondFactor { token });
         }
         let token = self
-            .new_session(&account.id, "active", &[AuthMethod::Password], client)
-            .await?;
-        self.event(Some(&account.id), "login", client, Some("pwd"))
+            .new_session_logged(
+                &account.id,
+                "active",
+                &[AuthMethod::Password],
+                client,
+                Some("pwd"),
+            )
             .await?;
         Ok(LoginOutcome::LoggedIn { token })
     }

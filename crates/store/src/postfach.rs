@@ -266,22 +266,18 @@ impl Store {
         rows.iter().map(message_from_row).collect()
     }
 
-    /// (all incoming, unopened) messages of a Postfach, counted in the indexes.
+    /// (all incoming, unopened) messages of a Postfach, counted in one pass over an index
+    /// that holds every column the count needs.
     pub async fn postfach_counts(&self, postfach_ref: &str) -> Result<(i64, i64)> {
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM postfach_messages WHERE postfach_ref = $1 AND direction = 'in'",
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS total, \
+                    COALESCE(SUM(CASE WHEN first_opened_at IS NULL THEN 1 ELSE 0 END), 0) AS unread \
+             FROM postfach_messages WHERE postfach_ref = $1 AND direction = 'in'",
         )
         .bind(postfach_ref)
         .fetch_one(&self.pool)
         .await?;
-        let unread: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM postfach_messages \
-             WHERE postfach_ref = $1 AND direction = 'in' AND first_opened_at IS NULL",
-        )
-        .bind(postfach_ref)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((total, unread))
+        Ok((row.try_get("total")?, row.try_get("unread")?))
     }
 
     pub async fn postfach_replies(&self, message_id: &str) -> Result<Vec<PostfachMessage>> {
