@@ -55,7 +55,10 @@ mod tests {
     #[test]
     fn third_day_after_placing_unless_opened_earlier() {
         let placed = datetime!(2026-11-25 10:00 UTC);
-        assert_eq!(deemed_delivery(placed, None), time::macros::date!(2026 - 11 - 28));
+        assert_eq!(
+            deemed_delivery(placed, None),
+            time::macros::date!(2026 - 11 - 28)
+        );
         let opened = datetime!(2026-11-26 08:00 UTC);
         assert_eq!(
             deemed_delivery(placed, Some(opened)),
@@ -72,13 +75,39 @@ mod tests {
     fn the_day_is_the_german_calendar_day() {
         // 23:30 UTC in winter is 00:30 the next day in Germany.
         let placed = datetime!(2026-11-25 23:30 UTC);
-        assert_eq!(deemed_delivery(placed, None), time::macros::date!(2026 - 11 - 29));
+        assert_eq!(
+            deemed_delivery(placed, None),
+            time::macros::date!(2026 - 11 - 29)
+        );
         // Summer time: +2 hours.
-        assert_eq!(german_time(datetime!(2026-07-01 22:30 UTC)).date(), time::macros::date!(2026 - 07 - 02));
+        assert_eq!(
+            german_time(datetime!(2026-07-01 22:30 UTC)).date(),
+            time::macros::date!(2026 - 07 - 02)
+        );
         // The switches of 2026: 29 March and 25 October, at 01:00 UTC.
-        assert_eq!(german_time(datetime!(2026-03-29 00:59 UTC)).offset().whole_hours(), 1);
-        assert_eq!(german_time(datetime!(2026-03-29 01:00 UTC)).offset().whole_hours(), 2);
-        assert_eq!(german_time(datetime!(2026-10-25 00:59 UTC)).offset().whole_hours(), 2);
-        assert_eq!(german_time(datetime!(2026-10-25 01:00 UTC)).offset().whole_hours(), 1);
+        assert_eq!(
+            german_time(datetime!(2026-03-29 00:59 UTC))
+                .offset()
+                .whole_hours(),
+            1
+        );
+        assert_eq!(
+            german_time(datetime!(2026-03-29 01:00 UTC))
+                .offset()
+                .whole_hours(),
+            2
+        );
+        assert_eq!(
+            german_time(datetime!(2026-10-25 00:59 UTC))
+                .offset()
+                .whole_hours(),
+            2
+        );
+        assert_eq!(
+            german_time(datetime!(2026-10-25 01:00 UTC))
+                .offset()
+                .whole_hours(),
+            1
+        );
     }
 }
