@@ -39,6 +39,34 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
     rand::fill(buf).expect("system random number generator failed");
 }
 
+/// Incremental SHA-256, for data that arrives in chunks.
+pub struct Sha256(aws_lc_rs::digest::Context);
+
+impl Sha256 {
+    pub fn new() -> Self {
+        Sha256(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish_hex(self) -> String {
+        self.0
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,32 +98,12 @@ mod tests {
         assert_ne!(t, random_token(32));
         assert_eq!(random_token(0), "");
     }
-}
 
-/// Incremental SHA-256, for data that arrives in chunks.
-pub struct Sha256(aws_lc_rs::digest::Context);
-
-impl Sha256 {
-    pub fn new() -> Self {
-        Sha256(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
-    }
-
-    pub fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
-    }
-
-    pub fn finish_hex(self) -> String {
-        self.0
-            .finish()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-}
-
-impl Default for Sha256 {
-    fn default() -> Self {
-        Self::new()
+    #[test]
+    fn incremental_sha256_equals_one_shot() {
+        let mut h = super::Sha256::new();
+        h.update(b"hello ");
+        h.update(b"you");
+        assert_eq!(h.finish_hex(), super::sha256_hex(b"hello you"));
     }
 }

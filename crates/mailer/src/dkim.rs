@@ -93,14 +93,17 @@ fn relaxed_header(name: &str, value: &str) -> String {
     format!("{}:{}\r\n", name.trim().to_ascii_lowercase(), v)
 }
 
-/// Splits a message into its header fields (name, raw value with folding) and its body.
-fn split(message: &[u8]) -> Option<(Vec<(String, String)>, &[u8])> {
+/// A header field: its name and its raw value, folding included.
+type Field = (String, String);
+
+/// Splits a message into its header fields and its body.
+fn split(message: &[u8]) -> Option<(Vec<Field>, &[u8])> {
     let (head, body) = match message.windows(4).position(|w| w == b"\r\n\r\n") {
         Some(i) => (&message[..i + 2], &message[i + 4..]),
         None => (message, &[][..]),
     };
     let head = std::str::from_utf8(head).ok()?;
-    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut fields: Vec<Field> = Vec::new();
     for line in head.split("\r\n").filter(|l| !l.is_empty()) {
         if line.starts_with([' ', '\t']) {
             let last = fields.last_mut()?;
