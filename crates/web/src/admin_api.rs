@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
             put(put_legal),
         )
         .route("/api/admin/v1/feedback", get(list_feedback))
+        .route("/api/admin/v1/mails", get(list_mails))
         .route("/api/admin/v1/imports/areas", post(import_areas))
         .route("/api/admin/v1/imports/services", post(import_services))
         .layer(DefaultBodyLimit::max(IMPORT_LIMIT))
@@ -283,6 +284,35 @@ async fn list_feedback(
         .await
         .map_err(app::AppError::from)?;
     Ok(Json(json!({ "feedback": list })))
+}
+
+#[derive(Debug, Deserialize)]
+struct MailFilter {
+    limit: Option<i64>,
+}
+
+/// The mail outbox: what waits (no relay configured, or the relay refuses), what was sent,
+/// what was given up. Without bodies: they may hold one-time links that are the recipient's
+/// alone.
+async fn list_mails(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(f): Query<MailFilter>,
+) -> ApiResult<Json<Value>> {
+    let limit = f.limit.unwrap_or(100).clamp(1, 500);
+    let mails = state.app.outbox(limit).await?;
+    let list: Vec<Value> = mails
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id, "createdAt": m.created_at, "recipient": m.recipient, "subject": m.subject,
+                "purpose": m.purpose, "status": m.status, "attempts": m.attempts,
+                "lastError": m.last_error, "sentAt": m.sent_at,
+            })
+        })
+        .collect();
+    let pending = mails.iter().filter(|m| m.status == "pending").count();
+    Ok(Json(json!({ "mails": list, "pendingInThisPage": pending })))
 }
 
 async fn import_areas(

@@ -245,6 +245,12 @@ fn base_document(base_url: &str) -> Value {
                 "requestBody": { "required": true, "content": { "text/csv": { "schema": { "type": "string" } } } },
                 "responses": merge(json!({ "200": ok("What changed", r("ImportSummary")) }), admin_errors.clone())
             }},
+            "/api/admin/v1/mails": { "get": {
+                "tags": ["Admin"], "operationId": "listMails", "security": admin,
+                "summary": "The mail outbox, newest first: pending (no relay, or retrying), sent, failed; without bodies",
+                "parameters": [query("limit", "At most this many (default 100, at most 500)", json!({"type": "integer", "minimum": 1, "maximum": 500}), false)],
+                "responses": merge(json!({ "200": ok("Mails", json!({"type": "object", "properties": {"mails": {"type": "array", "items": {"type": "object"}}, "pendingInThisPage": {"type": "integer"}}})) }), admin_errors.clone())
+            }},
             "/api/admin/v1/imports/services": { "post": {
                 "tags": ["Admin"], "operationId": "importServices", "security": admin,
                 "summary": "Import a Leistungskatalog CSV (leistungsschluessel,bezeichnung,typisierung)",

@@ -644,6 +644,7 @@ async fn operations_endpoints() {
             "/api/admin/v1/feedback",
             "/api/admin/v1/imports/areas",
             "/api/admin/v1/imports/services",
+            "/api/admin/v1/mails",
             "/healthz",
             "/readyz",
             "/metrics",
@@ -1182,5 +1183,38 @@ async fn account_pages_register_verify_and_protect_sessions() {
         assert_eq!(res.status(), StatusCode::OK);
         let res = c.get(format!("{}/konto", s.base)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    }
+}
+
+#[tokio::test]
+async fn admins_see_the_outbox_without_bodies() {
+    for s in servers() {
+        let res = client()
+            .get(format!("{}/api/admin/v1/mails?limit=500", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = client()
+            .get(format!("{}/api/admin/v1/mails?limit=500", s.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mails = body["mails"].as_array().unwrap();
+        // The demo's Postfach notices wait there (the test server has no relay).
+        assert!(
+            mails
+                .iter()
+                .any(|m| m["purpose"] == "postfach_notice" && m["status"] == "pending")
+        );
+        assert!(
+            mails
+                .iter()
+                .all(|m| m.get("body").is_none() && m.get("body_text").is_none())
+        );
     }
 }
