@@ -279,6 +279,25 @@ pub(crate) fn form_errors(
     }
 }
 
+/// The form again with the application's refusal beside its field (or an error page if
+/// the failure is not the input's).
+pub(crate) fn refused(
+    page: &Page,
+    state: &AppState,
+    headers: &HeaderMap,
+    mut spec: FormSpec<'_>,
+    e: AppError,
+    default_field: &'static str,
+) -> Response {
+    match form_errors(page, e, default_field) {
+        Ok(errors) => {
+            spec.errors = errors;
+            render_form(page, state, headers, spec)
+        }
+        Err(e) => internal(page, state, e),
+    }
+}
+
 pub(crate) fn internal(page: &Page, state: &AppState, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "account page failed");
     page.error(state, StatusCode::INTERNAL_SERVER_ERROR)
@@ -398,13 +417,7 @@ async fn register(
             "konto_register_done_text",
             None,
         ),
-        Err(e) => match form_errors(&page, e, "email") {
-            Ok(errors) => {
-                spec.errors = errors;
-                render_form(&page, &state, &headers, spec)
-            }
-            Err(e) => internal(&page, &state, e),
-        },
+        Err(e) => refused(&page, &state, &headers, spec, e, "email"),
     }
 }
 
@@ -869,13 +882,7 @@ async fn forgot(
             "konto_forgot_done_text",
             None,
         ),
-        Err(e) => match form_errors(&page, e, "email") {
-            Ok(errors) => {
-                spec.errors = errors;
-                render_form(&page, &state, &headers, spec)
-            }
-            Err(e) => internal(&page, &state, e),
-        },
+        Err(e) => refused(&page, &state, &headers, spec, e, "email"),
     }
 }
 
@@ -948,13 +955,7 @@ async fn reset(
             "konto_link_invalid_text",
             Some(("/konto/passwort-vergessen", "konto_forgot_link")),
         ),
-        Err(e) => match form_errors(&page, e, "password") {
-            Ok(errors) => {
-                spec.errors = errors;
-                render_form(&page, &state, &headers, spec)
-            }
-            Err(e) => internal(&page, &state, e),
-        },
+        Err(e) => refused(&page, &state, &headers, spec, e, "password"),
     }
 }
 
@@ -1018,13 +1019,7 @@ async fn change(
             "konto_change_done_text",
             Some(("/konto", "konto_back")),
         ),
-        Err(e) => match form_errors(&page, e, "password") {
-            Ok(errors) => {
-                spec.errors = errors;
-                render_form(&page, &state, &headers, spec)
-            }
-            Err(e) => internal(&page, &state, e),
-        },
+        Err(e) => refused(&page, &state, &headers, spec, e, "password"),
     }
 }
 
@@ -1252,13 +1247,7 @@ async fn email_change(
             "konto_email_sent_text",
             Some(("/konto", "konto_back")),
         ),
-        Err(e) => match form_errors(&page, e, "email") {
-            Ok(errors) => {
-                spec.errors = errors;
-                render_form(&page, &state, &headers, spec)
-            }
-            Err(e) => internal(&page, &state, e),
-        },
+        Err(e) => refused(&page, &state, &headers, spec, e, "email"),
     }
 }
 
@@ -1396,13 +1385,7 @@ async fn delete(
             clear_session(&mut res, state.secure);
             res
         }
-        Err(e) => match form_errors(&page, e, "password") {
-            Ok(errors) => {
-                spec.errors = errors;
-                render_form(&page, &state, &headers, spec)
-            }
-            Err(e) => internal(&page, &state, e),
-        },
+        Err(e) => refused(&page, &state, &headers, spec, e, "password"),
     }
 }
 

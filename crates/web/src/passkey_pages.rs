@@ -21,8 +21,8 @@ use app::{AppError, PasskeyLoginOutcome, SecondFactorOutcome, Session};
 
 use crate::AppState;
 use crate::account_pages::{
-    Field, FormSpec, any_session, client, csrf_ok_token, field_error, form_errors, internal,
-    login_url, render_form, require_recent, safe_next, set_session, short_time, with_lang,
+    Field, FormSpec, any_session, client, csrf_ok_token, field_error, internal, login_url, refused,
+    render_form, require_recent, safe_next, set_session, short_time, with_lang,
 };
 use crate::middleware::Peer;
 use crate::pages::Page;
@@ -223,13 +223,7 @@ async fn rename(
     {
         Ok(true) => back_to_list(&page, "umbenannt"),
         Ok(false) => page.error(&state, StatusCode::NOT_FOUND),
-        Err(e) => match form_errors(&page, e, "name") {
-            Ok(errors) => {
-                spec.errors = errors;
-                render_form(&page, &state, &headers, spec)
-            }
-            Err(e) => internal(&page, &state, e),
-        },
+        Err(e) => refused(&page, &state, &headers, spec, e, "name"),
     }
 }
 
