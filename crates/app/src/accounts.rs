@@ -744,12 +744,26 @@ impl App {
         Ok(until)
     }
 
+    /// Ends the session; services it signed in to are told (see [`App::session_ended`]).
     pub async fn logout(&self, session: &Session, client: &ClientInfo) -> Result<()> {
+        self.end_session_everywhere(session, client)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`App::logout`], returning the front-channel logout URIs of the services the session
+    /// signed in to (the logout page loads them).
+    pub async fn end_session_everywhere(
+        &self,
+        session: &Session,
+        client: &ClientInfo,
+    ) -> Result<Vec<String>> {
         self.store
             .revoke_session_by_token(&session.token_hash, OffsetDateTime::now_utc())
             .await?;
         self.event(Some(&session.account_id), "logout", client, None)
-            .await
+            .await?;
+        self.session_ended(&session.public_id).await
     }
 
     /// Mails a reset link if the address has an account; the answer is the same either way.
@@ -1102,6 +1116,7 @@ impl App {
         if done {
             self.event(Some(&session.account_id), "session_revoked", client, None)
                 .await?;
+            self.session_ended(public_id).await?;
         }
         Ok(done)
     }

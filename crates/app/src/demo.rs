@@ -452,6 +452,18 @@ pub struct DemoAccounts {
     pub citizen2: DemoLogin,
     pub organisation: DemoOrganisation,
     pub postfach_api: DemoPostfachApi,
+    /// The OpenID issuer (the public URL).
+    pub issuer: String,
+    pub oidc_client: DemoOidcClient,
+}
+
+/// A web client (online service) registered with the demo's OpenID provider.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoOidcClient {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    pub post_logout_redirect_uri: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -491,6 +503,9 @@ const DEMO_ORGANISATION: &str = "Bäckerei Schmidt GmbH (Demo)";
 const DEMO_CLIENT_ID: &str = "demo-postfach-samtgemeinde-nenndorf";
 /// Samtgemeinde Nenndorf, which the demo's Postfach client speaks for.
 const DEMO_CLIENT_ARS: &str = "032575403";
+const DEMO_OIDC_CLIENT_ID: &str = "demo-onlinedienst";
+const DEMO_OIDC_REDIRECT_URI: &str = "http://127.0.0.1:8765/callback";
+const DEMO_OIDC_POST_LOGOUT_URI: &str = "http://127.0.0.1:8765/logged-out";
 
 /// A small, valid PDF with one line of text, for the demo's attachments.
 fn demo_pdf(text: &str) -> Vec<u8> {
@@ -596,31 +611,33 @@ impl App {
             }
         };
 
-        let secret_hash = crypto::sha256_hex(client_secret.as_bytes());
-        match self.store.oauth_client(DEMO_CLIENT_ID).await? {
-            Some(c) if c.secret_hash == secret_hash => {}
-            Some(_) => {
-                self.store
-                    .set_oauth_client_secret(DEMO_CLIENT_ID, &secret_hash)
-                    .await?
-            }
-            None => {
-                self.store
-                    .create_oauth_client(
-                        &store::OAuthClient {
-                            client_id: DEMO_CLIENT_ID.into(),
-                            secret_hash,
-                            name: "Samtgemeinde Nenndorf (Demo-Fachverfahren)".into(),
-                            authority_ars: Some(DEMO_CLIENT_ARS.into()),
-                            scopes: crate::oauth::SCOPE_POSTFACH_DELIVER.into(),
-                            active: true,
-                            created_at: String::new(),
-                        },
-                        now,
-                    )
-                    .await?;
-            }
-        }
+        self.ensure_demo_client(
+            DEMO_CLIENT_ID,
+            "Samtgemeinde Nenndorf (Demo-Fachverfahren)",
+            Some(DEMO_CLIENT_ARS),
+            crate::oauth::SCOPE_POSTFACH_DELIVER,
+            &oidc::ClientConfig::default(),
+            client_secret,
+        )
+        .await?;
+        // The demo online service's secret follows from the kept secret, so it survives
+        // restarts without a second file.
+        let oidc_secret =
+            crypto::sha256_hex(format!("{client_secret}\noidc-demo-client").as_bytes());
+        self.ensure_demo_client(
+            DEMO_OIDC_CLIENT_ID,
+            "Demo-Onlinedienst Wohnsitzanmeldung",
+            None,
+            "",
+            &oidc::ClientConfig {
+                kind: oidc::ClientKind::Web,
+                redirect_uris: vec![DEMO_OIDC_REDIRECT_URI.into()],
+                post_logout_redirect_uris: vec![DEMO_OIDC_POST_LOGOUT_URI.into()],
+                ..oidc::ClientConfig::default()
+            },
+            &oidc_secret,
+        )
+        .await?;
 
         if self.store.postfach_counts(&anna.postfach_ref).await?.0 == 0 {
             self.seed_demo_messages(&anna.postfach_ref, &org.postfach_ref)
@@ -642,6 +659,13 @@ impl App {
                 postfach_ref: org.postfach_ref,
                 members: vec![anna.email.clone(), jonas.email.clone()],
             },
+            issuer: base.clone(),
+            oidc_client: DemoOidcClient {
+                client_id: DEMO_OIDC_CLIENT_ID.into(),
+                client_secret: oidc_secret,
+                redirect_uri: DEMO_OIDC_REDIRECT_URI.into(),
+                post_logout_redirect_uri: DEMO_OIDC_POST_LOGOUT_URI.into(),
+            },
             postfach_api: DemoPostfachApi {
                 client_id: DEMO_CLIENT_ID.into(),
                 client_secret: client_secret.into(),
@@ -653,6 +677,46 @@ impl App {
                 }),
             },
         })
+    }
+
+    /// Creates a demo client or brings its secret and registration up to date.
+    async fn ensure_demo_client(
+        &self,
+        client_id: &str,
+        name: &str,
+        ars: Option<&str>,
+        scopes: &str,
+        config: &oidc::ClientConfig,
+        secret: &str,
+    ) -> Result<()> {
+        let digest = self.secret_digest(secret);
+        match self.store.oauth_client(client_id).await? {
+            Some(c) if c.secret_hash == digest => {}
+            Some(_) => {
+                self.store
+                    .set_oauth_client_secret(client_id, &digest)
+                    .await?
+            }
+            None => {
+                self.store
+                    .create_oauth_client(
+                        &store::OAuthClient {
+                            client_id: client_id.into(),
+                            secret_hash: digest,
+                            name: name.into(),
+                            authority_ars: ars.map(Into::into),
+                            scopes: scopes.into(),
+                            active: true,
+                            created_at: String::new(),
+                            config: serde_json::to_string(config)
+                                .map_err(|e| crate::AppError::Internal(e.to_string()))?,
+                        },
+                        time::OffsetDateTime::now_utc(),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn seed_demo_messages(&self, citizen_ref: &str, org_ref: &str) -> Result<()> {

@@ -10,6 +10,7 @@ pub mod demo;
 mod error;
 pub mod mails;
 pub mod oauth;
+mod oidc;
 mod organisations;
 mod passkeys;
 mod postfach;
@@ -34,6 +35,10 @@ pub use accounts::{
 };
 pub use error::AppError;
 pub use oauth::{ApiClient, OAuthError, SCOPE_POSTFACH_DELIVER, TokenGrant};
+pub use oidc::{
+    AuthenticatedClient, AuthorizeStep, ClientCredentials, ConsentRequest, DEFAULT_KEY_OVERLAP,
+    IdTokenHint, TokenResponse,
+};
 pub use organisations::{
     INVITATION_TTL, InvitationInfo, InvitationState, Membership, OrgRole, Organisation,
     OrganisationMember, OrganisationView, PendingInvitation, validate_organisation_name,
@@ -97,6 +102,10 @@ pub struct App {
     _blob_tmp: Option<tempfile::TempDir>,
     /// The WebAuthn relying party (passkeys); `None` if the public URL has no host name.
     webauthn: Option<webauthn_rs::Webauthn>,
+    /// The OpenID provider's keys.
+    oidc: oidc::OidcState,
+    /// Wakes the back-channel logout worker when a notice was queued.
+    logout_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for App {
@@ -133,7 +142,10 @@ impl App {
             "keys": routing_keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>()
         });
         let webauthn = passkeys::relying_party(&settings.public_url);
+        let oidc = oidc::OidcState::open(&store, &kek).await?;
         let app = Arc::new(App {
+            oidc,
+            logout_wake: Arc::new(tokio::sync::Notify::new()),
             directory: ArcSwap::from_pointee(load_directory(&store, &settings.public_url).await?),
             store,
             settings,

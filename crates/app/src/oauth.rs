@@ -2,8 +2,9 @@
 //! Postfach now, online services and Fachverfahren later. The OpenID Connect provider
 //! extends this token endpoint; it does not replace it.
 //!
-//! Secrets are 32 random bytes shown once at creation and stored as SHA-256; access tokens
-//! are opaque, stored as SHA-256, and live ten minutes.
+//! Secrets are 32 random bytes shown once at creation and stored as a keyed digest
+//! (HMAC-SHA256 under a key derived from the KEK: no password hashing on the token path, it
+//! would cap throughput). Access tokens are sealed, not stored (see `oidc.rs`).
 
 use time::OffsetDateTime;
 
@@ -11,13 +12,19 @@ use crate::{App, AppError, Result};
 
 /// Deliver messages into any Postfach (authorities).
 pub const SCOPE_POSTFACH_DELIVER: &str = "postfach:deliver";
-const TOKEN_LIFETIME: time::Duration = time::Duration::minutes(10);
+/// Access tokens live ten minutes (sealed, so they cannot be looked up and deleted; revoked
+/// ones are listed until they expire).
+pub const ACCESS_TOKEN_LIFETIME: time::Duration = time::Duration::minutes(10);
 
 /// The errors of the token endpoint, with the codes RFC 6749 § 5.2 prescribes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OAuthError {
     InvalidRequest(String),
     InvalidClient,
+    /// Client authentication failed for a reason worth telling the integrator (e.g. a
+    /// `private_key_jwt` assertion with the wrong audience).
+    InvalidClientWith(String),
+    InvalidGrant(String),
     UnauthorizedClient,
     UnsupportedGrantType,
     InvalidScope(String),
@@ -27,7 +34,8 @@ impl OAuthError {
     pub fn code(&self) -> &'static str {
         match self {
             OAuthError::InvalidRequest(_) => "invalid_request",
-            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidClient | OAuthError::InvalidClientWith(_) => "invalid_client",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
             OAuthError::UnauthorizedClient => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
@@ -36,13 +44,17 @@ impl OAuthError {
 
     pub fn description(&self) -> String {
         match self {
-            OAuthError::InvalidRequest(m) => m.clone(),
+            OAuthError::InvalidRequest(m)
+            | OAuthError::InvalidGrant(m)
+            | OAuthError::InvalidClientWith(m) => m.clone(),
             OAuthError::InvalidClient => {
                 "client authentication failed (unknown client, wrong secret or inactive)".into()
             }
-            OAuthError::UnauthorizedClient => "this client may not use this grant type".into(),
+            OAuthError::UnauthorizedClient => {
+                "this client may not use this grant type (web clients: authorization_code and refresh_token; API clients: client_credentials)".into()
+            }
             OAuthError::UnsupportedGrantType => {
-                "grant_type must be client_credentials at this endpoint".into()
+                "grant_type must be authorization_code, refresh_token or client_credentials".into()
             }
             OAuthError::InvalidScope(s) => format!("scope {s:?} is not allowed for this client"),
         }
@@ -72,19 +84,48 @@ impl ApiClient {
 }
 
 impl App {
-    /// Registers an API client; returns (client id, secret). The secret is shown only now.
+    /// Registers a client; returns (client id, secret). The secret is shown only now.
     pub async fn create_oauth_client(
         &self,
         name: &str,
         authority_ars: Option<&str>,
         scopes: &[&str],
     ) -> Result<(String, String)> {
+        self.register_client(name, authority_ars, scopes, &oidc::ClientConfig::default())
+            .await
+    }
+
+    /// Registers a client with its OpenID registration data; returns (client id, secret).
+    pub async fn register_client(
+        &self,
+        name: &str,
+        authority_ars: Option<&str>,
+        scopes: &[&str],
+        config: &oidc::ClientConfig,
+    ) -> Result<(String, String)> {
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(AppError::InvalidField {
                 field: "name",
                 message: "a client needs a name of 1 to 200 characters".into(),
             });
+        }
+        config.validate().map_err(|m| AppError::InvalidField {
+            field: "config",
+            message: m,
+        })?;
+        for s in scopes {
+            if s.is_empty()
+                || s.len() > 100
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            {
+                return Err(AppError::InvalidField {
+                    field: "scope",
+                    message: format!("scope {s:?} is not a valid scope token"),
+                });
+            }
         }
         let client_id = uuid::Uuid::new_v4().to_string();
         let secret = crypto::random_token(32);
@@ -92,12 +133,14 @@ impl App {
             .create_oauth_client(
                 &store::OAuthClient {
                     client_id: client_id.clone(),
-                    secret_hash: crypto::sha256_hex(secret.as_bytes()),
+                    secret_hash: self.secret_digest(&secret),
                     name: name.into(),
                     authority_ars: authority_ars.map(Into::into),
                     scopes: scopes.join(" "),
                     active: true,
                     created_at: String::new(),
+                    config: serde_json::to_string(config)
+                        .map_err(|e| AppError::Internal(e.to_string()))?,
                 },
                 OffsetDateTime::now_utc(),
             )
@@ -105,67 +148,84 @@ impl App {
         Ok((client_id, secret))
     }
 
-    /// The token endpoint's client credentials grant.
+    /// All registered clients (without secrets).
+    pub async fn oauth_clients(&self) -> Result<Vec<store::OAuthClient>> {
+        Ok(self.store.oauth_clients().await?)
+    }
+
+    /// Switches a client on or off; false if there is no such client.
+    pub async fn set_client_active(&self, client_id: &str, active: bool) -> Result<bool> {
+        Ok(self
+            .store
+            .set_oauth_client_active(client_id, active)
+            .await?)
+    }
+
+    /// A new secret for a client (the old one stops working); `None` if unknown.
+    pub async fn rotate_client_secret(&self, client_id: &str) -> Result<Option<String>> {
+        if self.store.oauth_client(client_id).await?.is_none() {
+            return Ok(None);
+        }
+        let secret = crypto::random_token(32);
+        self.store
+            .set_oauth_client_secret(client_id, &self.secret_digest(&secret))
+            .await?;
+        Ok(Some(secret))
+    }
+
+    /// The client credentials grant (RFC 6749 § 4.4) for an authenticated API client. Without
+    /// `scope` the client gets all its registered scopes, as FIT-Connect's token service does.
+    /// Nothing is written: the token is sealed, not stored.
+    pub fn client_credentials_grant(
+        &self,
+        client: &crate::oidc::AuthenticatedClient,
+        requested_scope: Option<&str>,
+    ) -> Result<TokenGrant, OAuthError> {
+        if client.config.kind != oidc::ClientKind::Api {
+            return Err(OAuthError::UnauthorizedClient);
+        }
+        let allowed: Vec<&str> = client.scopes.iter().map(String::as_str).collect();
+        let scopes: Vec<&str> = match requested_scope.map(str::trim).filter(|s| !s.is_empty()) {
+            None => allowed.clone(),
+            Some(req) => {
+                let req: Vec<&str> = req.split_whitespace().collect();
+                if let Some(bad) = req.iter().find(|s| !allowed.contains(s)) {
+                    return Err(OAuthError::InvalidScope((*bad).into()));
+                }
+                req
+            }
+        };
+        let scope = scopes.join(" ");
+        let (token, _, _) = self.seal_access_token(
+            &client.client_id,
+            None,
+            &scope,
+            OffsetDateTime::now_utc(),
+            None,
+        );
+        Ok(TokenGrant {
+            access_token: token,
+            expires_in: ACCESS_TOKEN_LIFETIME.whole_seconds(),
+            scope,
+        })
+    }
+
+    /// Client authentication with a secret plus the client credentials grant, in one call
+    /// (tests and the CLI).
     pub async fn client_credentials(
         &self,
         client_id: &str,
         client_secret: &str,
         requested_scope: Option<&str>,
     ) -> Result<Result<TokenGrant, OAuthError>> {
-        let Some(client) = self.store.oauth_client(client_id).await? else {
-            return Ok(Err(OAuthError::InvalidClient));
+        let creds = crate::oidc::ClientCredentials::Secret {
+            client_id: client_id.to_owned(),
+            secret: client_secret.to_owned(),
         };
-        let given = crypto::sha256_hex(client_secret.as_bytes());
-        if !client.active
-            || !crypto::constant_time_eq(given.as_bytes(), client.secret_hash.as_bytes())
-        {
-            return Ok(Err(OAuthError::InvalidClient));
-        }
-        let allowed: Vec<&str> = client.scopes.split_whitespace().collect();
-        let scopes: Vec<&str> = match requested_scope.map(str::trim).filter(|s| !s.is_empty()) {
-            None => allowed.clone(),
-            Some(req) => {
-                let req: Vec<&str> = req.split_whitespace().collect();
-                if let Some(bad) = req.iter().find(|s| !allowed.contains(s)) {
-                    return Ok(Err(OAuthError::InvalidScope((*bad).into())));
-                }
-                req
-            }
-        };
-        let (token, hash) = servicekonto::token::new_token();
-        let now = OffsetDateTime::now_utc();
-        let scope = scopes.join(" ");
-        self.store
-            .insert_access_token(&hash, &client.client_id, &scope, now + TOKEN_LIFETIME, now)
-            .await?;
-        Ok(Ok(TokenGrant {
-            access_token: token,
-            expires_in: TOKEN_LIFETIME.whole_seconds(),
-            scope,
-        }))
-    }
-
-    /// The client of a bearer token, if the token is live.
-    pub async fn api_client(&self, bearer: &str) -> Result<Option<ApiClient>> {
-        if bearer.len() != 43 {
-            return Ok(None);
-        }
-        let hash = servicekonto::token::token_hash(bearer);
-        let Some((client_id, scopes)) = self
-            .store
-            .access_token(&hash, OffsetDateTime::now_utc())
-            .await?
-        else {
-            return Ok(None);
-        };
-        let Some(client) = self.store.oauth_client(&client_id).await? else {
-            return Ok(None);
-        };
-        Ok(Some(ApiClient {
-            client_id,
-            name: client.name,
-            authority_ars: client.authority_ars,
-            scopes: scopes.split_whitespace().map(Into::into).collect(),
-        }))
+        let endpoint = format!("{}/oauth/token", self.issuer());
+        Ok(match self.authenticate_client(&creds, &endpoint).await? {
+            Ok(c) => self.client_credentials_grant(&c, requested_scope),
+            Err(e) => Err(e),
+        })
     }
 }

@@ -339,6 +339,11 @@ fn claims_of(scope: &str) -> Option<Vec<&'static str>> {
     if let Some((_, claims)) = SCOPES.iter().find(|(s, _)| *s == scope) {
         return Some(claims.to_vec());
     }
+    // OpenID scopes that release no profile values (offline_access, trust_level,
+    // organisation) can be consented to as well.
+    if oidc::is_known_scope(scope) {
+        return Some(Vec::new());
+    }
     PROFILE_ATTRIBUTES
         .iter()
         .chain(std::iter::once(&"email"))
@@ -556,6 +561,10 @@ impl App {
         let Some(gone) = self.store.delete_consent(account_id, client_id).await? else {
             return Ok(false);
         };
+        // Withdrawn consent ends the service's standing access too.
+        self.store
+            .revoke_refresh_of_client(account_id, client_id, OffsetDateTime::now_utc())
+            .await?;
         self.event(
             Some(account_id),
             "consent_revoked",

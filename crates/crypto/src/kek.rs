@@ -1,6 +1,7 @@
 use crate::Error;
 use crate::util::fill_random;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::{hkdf, hmac};
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::general_purpose::STANDARD;
@@ -129,6 +130,33 @@ impl Kek {
         Ok(buf)
     }
 
+    /// A separate key for one purpose (`label`), derived with HKDF-SHA256, so that e.g. the
+    /// key sealing access tokens can never open a wrapped private key.
+    #[must_use]
+    pub fn derive(&self, label: &str) -> Kek {
+        Self::from_raw(self.derive_raw(label))
+    }
+
+    /// A MAC key for one purpose, derived like [`Kek::derive`].
+    #[must_use]
+    pub fn derive_mac(&self, label: &str) -> MacKey {
+        let raw = self.derive_raw(label);
+        MacKey(hmac::Key::new(hmac::HMAC_SHA256, &raw[..]))
+    }
+
+    fn derive_raw(&self, label: &str) -> Zeroizing<[u8; KEY_LEN]> {
+        let prk =
+            hkdf::Salt::new(hkdf::HKDF_SHA256, b"rathaus/kek-derive/v1").extract(&self.raw[..]);
+        let info = [label.as_bytes()];
+        let okm = prk
+            .expand(&info, hkdf::HKDF_SHA256)
+            .expect("HKDF-SHA256 can always produce 32 bytes");
+        let mut raw = Zeroizing::new([0u8; KEY_LEN]);
+        okm.fill(&mut raw[..])
+            .expect("HKDF-SHA256 can always produce 32 bytes");
+        raw
+    }
+
     fn from_raw(raw: Zeroizing<[u8; KEY_LEN]>) -> Self {
         let unbound = UnboundKey::new(&AES_256_GCM, &raw[..])
             .expect("a 32-byte key is always valid for AES-256-GCM");
@@ -164,5 +192,25 @@ mod tests {
         let kek = Kek::generate();
         let w = kek.wrap(b"", b"");
         assert!(kek.unwrap(b"", &w).unwrap().is_empty());
+    }
+}
+
+/// HMAC-SHA256 under a key derived from the KEK: keyed digests of client secrets (fast
+/// enough for the token path, useless to whoever steals the table without the KEK).
+pub struct MacKey(hmac::Key);
+
+impl MacKey {
+    /// Lower-case hex of HMAC-SHA256(key, data).
+    #[must_use]
+    pub fn mac_hex(&self, data: &[u8]) -> String {
+        let tag = hmac::sign(&self.0, data);
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// base64url (no padding) of HMAC-SHA256(key, data).
+    #[must_use]
+    pub fn mac_b64(&self, data: &[u8]) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        URL_SAFE_NO_PAD.encode(hmac::sign(&self.0, data).as_ref())
     }
 }

@@ -4,12 +4,15 @@
 //!
 //! * [`RsaSigningKey`] / [`verify_compact_ps512`]: the PS512 JWS and JWK handling FIT-Connect
 //!   requires (destination signatures, routing JWKS).
+//! * [`JwtSigningKey`] / [`verify_jwt`]: the OpenID provider's ES256/RS256 keys and the
+//!   verification of client assertions.
 //! * [`Kek`]: wraps secrets such as private keys before they are written to the database.
 //! * [`random_token`], [`constant_time_eq`], [`sha256_hex`]: small helpers that are easy to get
 //!   subtly wrong when re-implemented ad hoc.
 
 mod error;
 mod jws;
+mod jwt;
 mod kek;
 mod util;
 
@@ -18,5 +21,6 @@ pub mod testkey;
 
 pub use error::Error;
 pub use jws::{RsaSigningKey, rsa_jwk_thumbprint, verify_compact_ps512};
-pub use kek::Kek;
-pub use util::{Sha256, constant_time_eq, random_token, sha256_hex};
+pub use jwt::{JwtAlg, JwtSigningKey, VerifiedJwt, jwk_thumbprint, jwt_header, verify_jwt};
+pub use kek::{Kek, MacKey};
+pub use util::{Sha256, constant_time_eq, random_token, sha256_b64url, sha256_hex};

@@ -107,3 +107,11 @@ mod tests {
         assert_eq!(h.finish_hex(), super::sha256_hex(b"hello you"));
     }
 }
+
+/// base64url (no padding) of SHA-256(`data`), as PKCE S256 (RFC 7636 § 4.2) compares it.
+#[must_use]
+pub fn sha256_b64url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
+}

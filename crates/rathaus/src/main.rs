@@ -84,6 +84,82 @@ enum Command {
     /// Manage responsibility rules.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Manage OAuth2 / OpenID Connect clients (online services, API clients).
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Manage the OpenID provider's signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientsCommand {
+    /// Register a client and print its id and secret (the secret is shown only now).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// web: signs users in (authorization code flow); api: client credentials only.
+        #[arg(long, default_value = "api")]
+        kind: String,
+        /// Allowed redirect URI (repeatable; web clients need at least one).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Allowed post-logout redirect URI (repeatable).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Scope an API client may request (repeatable), e.g. postfach:deliver.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// FIT-Connect destination the client sends to or subscribes to (repeatable).
+        #[arg(long = "destination")]
+        destinations: Vec<String>,
+        /// The authority (ARS) the client acts for.
+        #[arg(long)]
+        authority: Option<String>,
+        /// JWK set file with the client's public keys (enables private_key_jwt).
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        /// ID token signing algorithm: ES256 (default) or RS256.
+        #[arg(long)]
+        id_token_alg: Option<String>,
+        /// public (default) or pairwise subject identifiers.
+        #[arg(long, default_value = "public")]
+        subject_type: String,
+        /// Sector of pairwise subjects (default: host of the first redirect URI).
+        #[arg(long)]
+        sector: Option<String>,
+        #[arg(long)]
+        frontchannel_logout_uri: Option<String>,
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
+        /// Print {"client_id", "client_secret"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the registered clients.
+    List,
+    /// Stop a client from getting tokens (its live access tokens stop working too).
+    Disable { client_id: String },
+    /// Allow a disabled client again.
+    Enable { client_id: String },
+    /// Give a client a new secret (the old one stops working at once).
+    RotateSecret {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// New ES256 and RS256 signing keys; the old ones stay published for the overlap.
+    Rotate {
+        /// Hours the old keys stay in the JWKS (longer than relying parties cache it).
+        #[arg(long, default_value_t = 24)]
+        overlap_hours: i64,
+    },
+    /// Show the published keys.
+    List,
 }
 
 #[derive(Args, Debug)]
@@ -311,7 +387,141 @@ async fn run(command: Command, config: Config) -> Result<()> {
             Ok(())
         }
         Command::Rules(cmd) => rules(cmd, &config).await,
+        Command::Clients(cmd) => clients(cmd, &config).await,
+        Command::Keys(cmd) => keys(cmd, &config).await,
     }
+}
+
+async fn clients(cmd: ClientsCommand, config: &Config) -> Result<()> {
+    let app = open_app(config, cli_public_url(config)).await?;
+    match cmd {
+        ClientsCommand::Add {
+            name,
+            kind,
+            redirect_uris,
+            post_logout_redirect_uris,
+            scopes,
+            destinations,
+            authority,
+            jwks,
+            id_token_alg,
+            subject_type,
+            sector,
+            frontchannel_logout_uri,
+            backchannel_logout_uri,
+            json,
+        } => {
+            let kind = match kind.as_str() {
+                "web" => oidc::ClientKind::Web,
+                "api" => oidc::ClientKind::Api,
+                other => anyhow::bail!("--kind {other:?}: use web or api"),
+            };
+            let subject_type = match subject_type.as_str() {
+                "public" => oidc::SubjectType::Public,
+                "pairwise" => oidc::SubjectType::Pairwise,
+                other => anyhow::bail!("--subject-type {other:?}: use public or pairwise"),
+            };
+            let jwks = jwks
+                .map(|p| -> Result<serde_json::Value> {
+                    let bytes = app::read_limited(&p, 256 * 1024)?;
+                    serde_json::from_slice(&bytes)
+                        .with_context(|| format!("{}: not a JSON JWK set", p.display()))
+                })
+                .transpose()?;
+            let registration = oidc::ClientConfig {
+                kind,
+                redirect_uris,
+                post_logout_redirect_uris,
+                id_token_alg,
+                subject_type,
+                sector_identifier: sector,
+                jwks,
+                frontchannel_logout_uri,
+                backchannel_logout_uri,
+                destinations,
+            };
+            let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            let (id, secret) = app
+                .register_client(&name, authority.as_deref(), &scope_refs, &registration)
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"client_id": id, "client_secret": secret})
+                );
+            } else {
+                println!(
+                    "client_id:     {id}\nclient_secret: {secret}\n(the secret is shown only now)"
+                );
+            }
+        }
+        ClientsCommand::List => {
+            for c in app.oauth_clients().await? {
+                let reg: oidc::ClientConfig = serde_json::from_str(&c.config).unwrap_or_default();
+                println!(
+                    "{}\t{}\t{:?}\t{}\t{}\t{}",
+                    c.client_id,
+                    if c.active { "active" } else { "disabled" },
+                    reg.kind,
+                    c.name,
+                    c.scopes,
+                    reg.redirect_uris.join(" ")
+                );
+            }
+        }
+        ClientsCommand::Disable { client_id } => {
+            anyhow::ensure!(
+                app.set_client_active(&client_id, false).await?,
+                "no client {client_id}"
+            );
+            println!("client {client_id} disabled");
+        }
+        ClientsCommand::Enable { client_id } => {
+            anyhow::ensure!(
+                app.set_client_active(&client_id, true).await?,
+                "no client {client_id}"
+            );
+            println!("client {client_id} enabled");
+        }
+        ClientsCommand::RotateSecret { client_id, json } => {
+            let Some(secret) = app.rotate_client_secret(&client_id).await? else {
+                anyhow::bail!("no client {client_id}");
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"client_id": client_id, "client_secret": secret})
+                );
+            } else {
+                println!("client_secret: {secret}\n(the secret is shown only now)");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn keys(cmd: KeysCommand, config: &Config) -> Result<()> {
+    let app = open_app(config, cli_public_url(config)).await?;
+    match cmd {
+        KeysCommand::Rotate { overlap_hours } => {
+            anyhow::ensure!(
+                (0..=24 * 90).contains(&overlap_hours),
+                "--overlap-hours must be 0 to 2160"
+            );
+            let kids = app
+                .rotate_oidc_keys(time::Duration::hours(overlap_hours))
+                .await?;
+            println!(
+                "new signing keys: {} (old keys stay published for {overlap_hours} h; running nodes switch within 30 s)",
+                kids.join(", ")
+            );
+        }
+        KeysCommand::List => {
+            let jwks: serde_json::Value = serde_json::from_slice(&app.oidc_jwks().await?)?;
+            println!("{}", serde_json::to_string_pretty(&jwks)?);
+        }
+    }
+    Ok(())
 }
 
 fn cli_public_url(config: &Config) -> String {
@@ -437,11 +647,31 @@ async fn serve(config: Config) -> Result<()> {
             None
         }
     };
+    let logout_worker = {
+        let http = backchannel_client()?;
+        tokio::spawn(app.clone().run_logout_worker(move |uri, token| {
+            let http = http.clone();
+            async move {
+                let res = http
+                    .post(&uri)
+                    .form(&[("logout_token", token)])
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if res.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP {}", res.status()))
+                }
+            }
+        }))
+    };
     let web_config = web::WebConfig {
         admin_token: admin_token.clone(),
         demo: config.demo,
         operator_ars: config.operator_ars.clone(),
         routing_rate_limit: config.routing_rate_limit,
+        token_rate_limit: config.token_rate_limit,
         trust_forwarded_for: config.trust_forwarded_for,
         request_timeout: Duration::from_secs(config.request_timeout_secs),
     };
@@ -484,6 +714,8 @@ async fn serve(config: Config) -> Result<()> {
         ),
     }
     reloader.abort();
+    // A notice cut off mid-send keeps its lease and is sent again after it runs out.
+    logout_worker.abort();
     if let Some(worker) = mail_worker {
         // A mail cut off mid-send keeps its lease and is sent again after the next start.
         worker.abort();
@@ -548,6 +780,19 @@ fn demo_secret(data_dir: &Path, name: &str) -> Result<String> {
 }
 
 /// demo.json: what a tester needs to try the demo. Later features add their keys.
+/// The HTTP client for back-channel logout: short timeouts (a slow relying party must not
+/// hold the worker), no redirects (OIDC Back-Channel Logout § 2.5 posts to one URI).
+fn backchannel_client() -> Result<reqwest::Client> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("rathaus/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client for back-channel logout")
+}
+
 fn write_demo_json(
     data_dir: &Path,
     base_url: &str,

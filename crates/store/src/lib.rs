@@ -30,7 +30,7 @@ pub use accounts::{AccountRecord, NewAccount, SecurityEvent, SessionRecord};
 pub use directory::{AreaImportSummary, RuleChange};
 pub use keys::StoredKey;
 pub use legal::{Feedback, LegalPage};
-pub use oauth::OAuthClient;
+pub use oauth::{LogoutNotice, OAuthClient, OidcKeyRecord, Redemption, RefreshRecord};
 pub use organisations::{
     InvitationRecord, LAST_OWNER, MemberRecord, MembershipRecord, NewInvitation, OrganisationRecord,
 };
@@ -103,6 +103,12 @@ pub fn ts(t: time::OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)
         .format(FORMAT)
         .unwrap_or_default()
+}
+
+/// Reads a time written by [`ts`] (or any RFC 3339 time).
+pub(crate) fn parse_ts(s: &str) -> Result<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| StoreError::corrupt(format!("time {s:?}: {e}")))
 }
 
 pub(crate) fn now() -> String {

@@ -33,6 +33,11 @@ const SQLITE: &[Migration] = &[
         name: "postfach_indexes",
         sql: include_str!("../migrations/sqlite/0004_postfach_indexes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "oidc",
+        sql: include_str!("../migrations/sqlite/0005_oidc.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -55,6 +60,11 @@ const POSTGRES: &[Migration] = &[
         version: 4,
         name: "postfach_indexes",
         sql: include_str!("../migrations/postgres/0004_postfach_indexes.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "oidc",
+        sql: include_str!("../migrations/postgres/0005_oidc.sql"),
     },
 ];
 

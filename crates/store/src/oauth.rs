@@ -1,5 +1,9 @@
-//! OAuth2 clients and their access tokens (client credentials grant). Secrets and tokens
-//! are random and long, so they are stored as SHA-256 hashes: a leaked table reveals none.
+//! OAuth2 / OpenID Connect state: clients, signing keys, authorization codes, refresh
+//! tokens, revoked access tokens, client-assertion replay protection, the services a session
+//! signed in to, and the back-channel logout outbox.
+//!
+//! Secrets (client secrets, codes, refresh tokens) are stored only as keyed digests or
+//! hashes; signing keys only wrapped under the KEK.
 
 use sqlx::Row;
 use time::OffsetDateTime;
@@ -17,13 +21,82 @@ pub struct OAuthClient {
     pub scopes: String,
     pub active: bool,
     pub created_at: String,
+    /// The registration as JSON (`oidc::ClientConfig`).
+    pub config: String,
+}
+
+/// A signing key of the OpenID provider.
+#[derive(Debug, Clone)]
+pub struct OidcKeyRecord {
+    pub kid: String,
+    pub alg: String,
+    pub wrapped: Vec<u8>,
+    pub public_jwk: String,
+    pub created_at: String,
+    /// Set when a newer key took over signing; the key stays published until `expires_at`.
+    pub retired_at: Option<String>,
+    pub expires_at: Option<String>,
+}
+
+/// What happened when a code or refresh token was presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redemption {
+    /// First use: the grant data stored with it.
+    Fresh(String),
+    /// Presented again. For a code: the tokens issued at first use (family, access-token jti
+    /// and its expiry) so they can be revoked; for a refresh token: its family.
+    Reused {
+        family: Option<String>,
+        jti: Option<String>,
+        jti_exp: Option<String>,
+    },
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// A refresh token as stored.
+#[derive(Debug, Clone)]
+pub struct RefreshRecord {
+    pub token_hash: String,
+    pub family_id: String,
+    pub client_id: String,
+    pub account_id: String,
+    pub session_id: Option<String>,
+    pub grant_data: String,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A pending back-channel logout notification.
+#[derive(Debug, Clone)]
+pub struct LogoutNotice {
+    pub id: String,
+    pub client_id: String,
+    pub uri: String,
+    pub logout_token: String,
+    pub attempts: i64,
+}
+
+const CLIENT_COLUMNS: &str =
+    "client_id, secret_hash, name, authority_ars, scopes, active, created_at, config";
+
+fn client_row(r: &sqlx::any::AnyRow) -> Result<OAuthClient> {
+    Ok(OAuthClient {
+        client_id: r.try_get("client_id")?,
+        secret_hash: r.try_get("secret_hash")?,
+        name: r.try_get("name")?,
+        authority_ars: r.try_get("authority_ars")?,
+        scopes: r.try_get("scopes")?,
+        active: r.try_get::<i64, _>("active")? != 0,
+        created_at: r.try_get("created_at")?,
+        config: r.try_get("config")?,
+    })
 }
 
 impl Store {
     pub async fn create_oauth_client(&self, c: &OAuthClient, now: OffsetDateTime) -> Result<()> {
         sqlx::query(
-            "INSERT INTO oauth_clients (client_id, secret_hash, name, authority_ars, scopes, active, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO oauth_clients (client_id, secret_hash, name, authority_ars, scopes, active, created_at, config) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&c.client_id)
         .bind(&c.secret_hash)
@@ -32,6 +105,7 @@ impl Store {
         .bind(&c.scopes)
         .bind(i64::from(c.active))
         .bind(ts(now))
+        .bind(&c.config)
         .execute(&self.pool)
         .await
         .map_err(|e| conflict(e, || format!("client {} exists", c.client_id)))?;
@@ -39,78 +113,24 @@ impl Store {
     }
 
     pub async fn oauth_client(&self, client_id: &str) -> Result<Option<OAuthClient>> {
-        let row = sqlx::query(
-            "SELECT client_id, secret_hash, name, authority_ars, scopes, active, created_at \
-             FROM oauth_clients WHERE client_id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id = $1"
+        ))
         .bind(client_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(OAuthClient {
-                client_id: r.try_get("client_id")?,
-                secret_hash: r.try_get("secret_hash")?,
-                name: r.try_get("name")?,
-                authority_ars: r.try_get("authority_ars")?,
-                scopes: r.try_get("scopes")?,
-                active: r.try_get::<i64, _>("active")? != 0,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(client_row).transpose()
     }
 
-    pub async fn insert_access_token(
-        &self,
-        token_hash: &str,
-        client_id: &str,
-        scopes: &str,
-        expires_at: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO oauth_access_tokens (token_hash, client_id, scopes, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(token_hash)
-        .bind(client_id)
-        .bind(scopes)
-        .bind(ts(expires_at))
-        .bind(ts(now))
-        .execute(&self.pool)
+    pub async fn oauth_clients(&self) -> Result<Vec<OAuthClient>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM oauth_clients ORDER BY name, client_id"
+        ))
+        .fetch_all(&self.pool)
         .await?;
-        Ok(())
+        rows.iter().map(client_row).collect()
     }
 
-    /// (client id, scopes) of a live token of an active client.
-    pub async fn access_token(
-        &self,
-        token_hash: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<(String, String)>> {
-        let row = sqlx::query(
-            "SELECT t.client_id, t.scopes FROM oauth_access_tokens t \
-             JOIN oauth_clients c ON c.client_id = t.client_id \
-             WHERE t.token_hash = $1 AND t.expires_at > $2 AND c.active = 1",
-        )
-        .bind(token_hash)
-        .bind(ts(now))
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| Ok((r.try_get("client_id")?, r.try_get("scopes")?)))
-            .transpose()
-    }
-
-    pub async fn purge_access_tokens(&self, now: OffsetDateTime) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM oauth_access_tokens WHERE expires_at < $1")
-            .bind(ts(now))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-}
-
-impl Store {
     pub async fn set_oauth_client_secret(&self, client_id: &str, secret_hash: &str) -> Result<()> {
         sqlx::query("UPDATE oauth_clients SET secret_hash = $2 WHERE client_id = $1")
             .bind(client_id)
@@ -118,5 +138,489 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// False if there is no such client.
+    pub async fn set_oauth_client_active(&self, client_id: &str, active: bool) -> Result<bool> {
+        let done = sqlx::query("UPDATE oauth_clients SET active = $2 WHERE client_id = $1")
+            .bind(client_id)
+            .bind(i64::from(active))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- signing keys ----
+
+    pub async fn insert_oidc_key(&self, k: &OidcKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oidc_keys (kid, alg, wrapped, public_jwk, created_at, retired_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&k.kid)
+        .bind(&k.alg)
+        .bind(&k.wrapped)
+        .bind(&k.public_jwk)
+        .bind(&k.created_at)
+        .bind(&k.retired_at)
+        .bind(&k.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict(e, || format!("key {} exists", k.kid)))?;
+        Ok(())
+    }
+
+    /// Adds `new` as the current key of its algorithm and retires the previous ones (they
+    /// stay published until `old_expire_at`), in one transaction.
+    pub async fn rotate_oidc_key(
+        &self,
+        new: &OidcKeyRecord,
+        now: OffsetDateTime,
+        old_expire_at: OffsetDateTime,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE oidc_keys SET retired_at = $2, expires_at = $3 WHERE alg = $1 AND retired_at IS NULL",
+        )
+        .bind(&new.alg)
+        .bind(ts(now))
+        .bind(ts(old_expire_at))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO oidc_keys (kid, alg, wrapped, public_jwk, created_at, retired_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
+        )
+        .bind(&new.kid)
+        .bind(&new.alg)
+        .bind(&new.wrapped)
+        .bind(&new.public_jwk)
+        .bind(&new.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Keys still published at `now` (current and retired-but-unexpired), newest first.
+    pub async fn oidc_keys(&self, now: OffsetDateTime) -> Result<Vec<OidcKeyRecord>> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, wrapped, public_jwk, created_at, retired_at, expires_at FROM oidc_keys \
+             WHERE retired_at IS NULL OR expires_at > $1 ORDER BY created_at DESC, kid",
+        )
+        .bind(ts(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OidcKeyRecord {
+                    kid: r.try_get("kid")?,
+                    alg: r.try_get("alg")?,
+                    wrapped: r.try_get("wrapped")?,
+                    public_jwk: r.try_get("public_jwk")?,
+                    created_at: r.try_get("created_at")?,
+                    retired_at: r.try_get("retired_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- authorization codes ----
+
+    pub async fn insert_code(
+        &self,
+        code_hash: &str,
+        client_id: &str,
+        grant_data: &str,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oidc_codes (code_hash, client_id, grant_data, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(code_hash)
+        .bind(client_id)
+        .bind(grant_data)
+        .bind(ts(now))
+        .bind(ts(expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Redeems a code of `client_id` once. The first redemption records the tokens it
+    /// issues (`family`, `jti`), so that a second one can revoke them (RFC 6749 § 4.1.2).
+    pub async fn redeem_code(
+        &self,
+        code_hash: &str,
+        client_id: &str,
+        now: OffsetDateTime,
+        family: Option<&str>,
+        jti: &str,
+        jti_exp: OffsetDateTime,
+    ) -> Result<Redemption> {
+        let done = sqlx::query(
+            "UPDATE oidc_codes SET used_at = $3, issued_family = $4, issued_jti = $5, issued_exp = $6 \
+             WHERE code_hash = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(code_hash)
+        .bind(client_id)
+        .bind(ts(now))
+        .bind(family)
+        .bind(jti)
+        .bind(ts(jti_exp))
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(
+            "SELECT grant_data, used_at, issued_family, issued_jti, issued_exp FROM oidc_codes \
+             WHERE code_hash = $1 AND client_id = $2",
+        )
+        .bind(code_hash)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Redemption::Invalid);
+        };
+        if done.rows_affected() == 1 {
+            return Ok(Redemption::Fresh(row.try_get("grant_data")?));
+        }
+        if row.try_get::<Option<String>, _>("used_at")?.is_some() {
+            return Ok(Redemption::Reused {
+                family: row.try_get("issued_family")?,
+                jti: row.try_get("issued_jti")?,
+                jti_exp: row.try_get("issued_exp")?,
+            });
+        }
+        Ok(Redemption::Invalid)
+    }
+
+    // ---- refresh tokens ----
+
+    pub async fn insert_refresh_token(&self, r: &RefreshRecord, now: OffsetDateTime) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oidc_refresh_tokens (token_hash, family_id, client_id, account_id, session_id, grant_data, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&r.token_hash)
+        .bind(&r.family_id)
+        .bind(&r.client_id)
+        .bind(&r.account_id)
+        .bind(&r.session_id)
+        .bind(&r.grant_data)
+        .bind(ts(now))
+        .bind(ts(r.expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Uses a refresh token of `client_id` once (rotation). A second use reports the family
+    /// (the caller revokes it: RFC 9700 § 4.14.2).
+    pub async fn use_refresh_token(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(Redemption, Option<RefreshRecord>)> {
+        let done = sqlx::query(
+            "UPDATE oidc_refresh_tokens SET used_at = $3 WHERE token_hash = $1 AND client_id = $2 \
+             AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
+        )
+        .bind(token_hash)
+        .bind(client_id)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        let Some(rec) = self.refresh_token(token_hash).await? else {
+            return Ok((Redemption::Invalid, None));
+        };
+        if rec.1.client_id != client_id {
+            return Ok((Redemption::Invalid, None));
+        }
+        if done.rows_affected() == 1 {
+            return Ok((Redemption::Fresh(rec.1.grant_data.clone()), Some(rec.1)));
+        }
+        if rec.0 {
+            return Ok((
+                Redemption::Reused {
+                    family: Some(rec.1.family_id.clone()),
+                    jti: None,
+                    jti_exp: None,
+                },
+                None,
+            ));
+        }
+        Ok((Redemption::Invalid, None))
+    }
+
+    /// A refresh token and whether it was used already; `None` if unknown.
+    pub async fn refresh_token(&self, token_hash: &str) -> Result<Option<(bool, RefreshRecord)>> {
+        let row = sqlx::query(
+            "SELECT token_hash, family_id, client_id, account_id, session_id, grant_data, expires_at, used_at, revoked_at \
+             FROM oidc_refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let expires: String = r.try_get("expires_at")?;
+        let used = r.try_get::<Option<String>, _>("used_at")?.is_some();
+        let revoked = r.try_get::<Option<String>, _>("revoked_at")?.is_some();
+        let rec = RefreshRecord {
+            token_hash: r.try_get("token_hash")?,
+            family_id: r.try_get("family_id")?,
+            client_id: r.try_get("client_id")?,
+            account_id: r.try_get("account_id")?,
+            session_id: r.try_get("session_id")?,
+            grant_data: r.try_get("grant_data")?,
+            expires_at: crate::parse_ts(&expires)?,
+        };
+        // A revoked token is reported as used: presenting it is reuse either way.
+        Ok(Some((used || revoked, rec)))
+    }
+
+    /// Live (unused, unrevoked, unexpired) refresh token of a family, if any.
+    pub async fn refresh_family_live(&self, family_id: &str, now: OffsetDateTime) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM oidc_refresh_tokens WHERE family_id = $1 AND used_at IS NULL \
+             AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(family_id)
+        .bind(ts(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn revoke_refresh_family(&self, family_id: &str, now: OffsetDateTime) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE oidc_refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(family_id)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Revokes the session-bound refresh tokens of a session (logout). Offline tokens
+    /// (`offline_access`) carry no session and survive.
+    pub async fn revoke_refresh_of_session(
+        &self,
+        session_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE oidc_refresh_tokens SET revoked_at = $2 WHERE session_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(session_id)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Revokes every refresh token an account gave a client (consent withdrawn).
+    pub async fn revoke_refresh_of_client(
+        &self,
+        account_id: &str,
+        client_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE oidc_refresh_tokens SET revoked_at = $3 WHERE account_id = $1 AND client_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(account_id)
+        .bind(client_id)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    // ---- access-token revocation and assertion replay ----
+
+    pub async fn revoke_jti(&self, jti: &str, expires_at: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oauth_revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn jti_revoked(&self, jti: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 AS one FROM oauth_revoked_tokens WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Records a client assertion's `jti`; false if it was seen before (a replay).
+    pub async fn claim_assertion(&self, jti: &str, expires_at: OffsetDateTime) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO oauth_assertions (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(ts(expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- sessions at services, logout ----
+
+    /// Whether a session (by public id) is neither revoked nor past its absolute expiry.
+    /// Idle expiry does not count: a service refreshing tokens is not the user being idle.
+    pub async fn session_alive(&self, public_id: &str, now: OffsetDateTime) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM sessions WHERE public_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(public_id)
+        .bind(ts(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn add_session_client(
+        &self,
+        session_id: &str,
+        client_id: &str,
+        sub: &str,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oidc_session_clients (session_id, client_id, sub, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (session_id, client_id) DO NOTHING",
+        )
+        .bind(session_id)
+        .bind(client_id)
+        .bind(sub)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// (client id, sub) of every service the session signed in to.
+    pub async fn session_clients(&self, session_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT client_id, sub FROM oidc_session_clients WHERE session_id = $1 ORDER BY created_at",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("client_id")?, r.try_get("sub")?)))
+            .collect()
+    }
+
+    pub async fn enqueue_logout_notice(
+        &self,
+        id: &str,
+        client_id: &str,
+        uri: &str,
+        logout_token: &str,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oidc_logout_outbox (id, client_id, uri, logout_token, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, 0, $5, $5)",
+        )
+        .bind(id)
+        .bind(client_id)
+        .bind(uri)
+        .bind(logout_token)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Notices due at `now`, oldest first. Each is leased for `lease` by moving its next
+    /// attempt forward, so a second node does not send it at the same time.
+    pub async fn lease_logout_notices(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: i64,
+    ) -> Result<Vec<LogoutNotice>> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "SELECT id, client_id, uri, logout_token, attempts FROM oidc_logout_outbox \
+             WHERE done_at IS NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
+        )
+        .bind(ts(now))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let n = LogoutNotice {
+                id: r.try_get("id")?,
+                client_id: r.try_get("client_id")?,
+                uri: r.try_get("uri")?,
+                logout_token: r.try_get("logout_token")?,
+                attempts: r.try_get("attempts")?,
+            };
+            sqlx::query("UPDATE oidc_logout_outbox SET next_attempt_at = $2 WHERE id = $1")
+                .bind(&n.id)
+                .bind(ts(now + lease))
+                .execute(&mut *tx)
+                .await?;
+            out.push(n);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Records an attempt: done, or failed with the time of the next try (`None`: give up).
+    pub async fn finish_logout_notice(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        error: Option<&str>,
+        next_attempt: Option<OffsetDateTime>,
+    ) -> Result<()> {
+        let done_at = match (error, next_attempt) {
+            (None, _) | (Some(_), None) => Some(ts(now)),
+            (Some(_), Some(_)) => None,
+        };
+        sqlx::query(
+            "UPDATE oidc_logout_outbox SET attempts = attempts + 1, done_at = $2, last_error = $3, \
+             next_attempt_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(done_at)
+        .bind(error)
+        .bind(ts(next_attempt.unwrap_or(now)))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes what expired: codes, refresh tokens, revocations and assertion ids.
+    pub async fn purge_oauth(&self, now: OffsetDateTime) -> Result<u64> {
+        let mut n = 0;
+        for table in [
+            "oidc_codes",
+            "oidc_refresh_tokens",
+            "oauth_revoked_tokens",
+            "oauth_assertions",
+        ] {
+            n += sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
+                .bind(ts(now))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
     }
 }

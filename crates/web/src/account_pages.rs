@@ -142,7 +142,7 @@ pub(crate) fn set_session(res: &mut Response, secure: bool, token: &str) {
     }
 }
 
-fn clear_session(res: &mut Response, secure: bool) {
+pub(crate) fn clear_session(res: &mut Response, secure: bool) {
     let attrs = if secure { "; Secure" } else { "" };
     let cookie = format!(
         "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{attrs}",
@@ -208,8 +208,17 @@ pub(crate) fn login_url(page: &Page, back: &str, again: bool) -> String {
     format!("/konto/anmelden?{}", q.finish())
 }
 
-/// Only local paths below /konto are followed after login: never an open redirect.
+/// Only local paths below /konto and /postfach, and the continuation of an OpenID
+/// authorization request, are followed after login: never an open redirect.
 pub(crate) fn safe_next(next: &str) -> Option<&str> {
+    if let Some(sealed) = next.strip_prefix("/oidc/resume?r=") {
+        // The sealed request is base64url; its integrity is checked when it is opened.
+        return (sealed.len() < 8000
+            && sealed
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .then_some(next);
+    }
     (next.starts_with("/konto") || next.starts_with("/postfach"))
         .then_some(next)
         .filter(|n| !n.contains("//") && !n.contains('\\') && n.len() < 500)
@@ -322,6 +331,7 @@ pub(crate) fn render_form(
             minijinja::Value::from_serialize(serde_json::json!({"href": href, "text": page.t(key)}))
         })
         .collect();
+    let hidden_next = spec.hidden.iter().find(|(k, _)| *k == "weiter").cloned();
     let ctx = context! {
         page_title => page.t(spec.title_key),
         intro => page.t(spec.intro_key),
@@ -337,6 +347,9 @@ pub(crate) fn render_form(
     let mut res = page.render(state, status, "konto_form.html", ctx);
     if let Some(c) = set_cookie {
         res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    if let Some((_, next)) = hidden_next {
+        crate::oidc_pages::login_form_action(state, &mut res, &next);
     }
     res
 }
@@ -502,7 +515,12 @@ async fn login_form(State(state): State<AppState>, uri: Uri, headers: HeaderMap)
     let next = page.param("weiter").unwrap_or("").to_owned();
     let email = match any_session(&state, &headers).await {
         Some(s) if s.complete && page.param("erneut").is_some() => s.email,
-        _ => String::new(),
+        // An online service may name the account it expects (OIDC login_hint).
+        _ => page
+            .param("email")
+            .filter(|e| e.len() <= 254)
+            .unwrap_or("")
+            .to_owned(),
     };
     render_form(&page, &state, &headers, login_spec(&page, &email, &next))
 }

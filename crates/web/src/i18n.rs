@@ -13,6 +13,7 @@ const DE: &[&str] = &[
     include_str!("../i18n/organisations.de.json"),
     include_str!("../i18n/profile.de.json"),
     include_str!("../i18n/passkeys.de.json"),
+    include_str!("../i18n/oidc.de.json"),
 ];
 const EN: &[&str] = &[
     include_str!("../i18n/en.json"),
@@ -20,6 +21,7 @@ const EN: &[&str] = &[
     include_str!("../i18n/organisations.en.json"),
     include_str!("../i18n/profile.en.json"),
     include_str!("../i18n/passkeys.en.json"),
+    include_str!("../i18n/oidc.en.json"),
 ];
 const LS: &[&str] = &[
     include_str!("../i18n/ls.json"),
@@ -27,6 +29,7 @@ const LS: &[&str] = &[
     include_str!("../i18n/organisations.ls.json"),
     include_str!("../i18n/profile.ls.json"),
     include_str!("../i18n/passkeys.ls.json"),
+    include_str!("../i18n/oidc.ls.json"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

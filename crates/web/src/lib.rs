@@ -10,6 +10,7 @@ mod csrf;
 mod i18n;
 mod middleware;
 mod oauth_api;
+mod oidc_pages;
 mod openapi;
 mod ops;
 mod org_pages;
@@ -48,6 +49,9 @@ pub struct WebConfig {
     pub operator_ars: String,
     /// Requests per minute and client on the Routing API (0 = unlimited).
     pub routing_rate_limit: u32,
+    /// Requests per minute and client on the token, introspection and revocation endpoints
+    /// (0 = unlimited).
+    pub token_rate_limit: u32,
     /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
     pub request_timeout: Duration,
@@ -60,6 +64,7 @@ impl Default for WebConfig {
             demo: false,
             operator_ars: "03".into(),
             routing_rate_limit: 60_000,
+            token_rate_limit: 6_000,
             trust_forwarded_for: false,
             request_timeout: Duration::from_secs(30),
         }
@@ -108,7 +113,7 @@ pub fn router(app: Arc<App>, config: WebConfig) -> Router {
         routing_limiter: RateLimiter::new(config.routing_rate_limit, Duration::from_secs(60)),
         feedback_limiter: RateLimiter::new(5, Duration::from_secs(600)),
         account_mail_limiter: RateLimiter::new(10, Duration::from_secs(600)),
-        token_limiter: RateLimiter::new(600, Duration::from_secs(60)),
+        token_limiter: RateLimiter::new(config.token_rate_limit, Duration::from_secs(60)),
         templates: templates::Templates::new(),
         metrics: ops::metrics_handle(),
         app,
@@ -127,6 +132,7 @@ pub fn router(app: Arc<App>, config: WebConfig) -> Router {
         .merge(profile_pages::router())
         .merge(passkey_pages::router())
         .merge(oauth_api::router())
+        .merge(oidc_pages::router())
         .merge(postfach_api::router(postfach_body_limit))
         .merge(postfach_pages::router(postfach_body_limit))
         .fallback(pages::not_found)

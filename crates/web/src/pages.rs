@@ -60,6 +60,16 @@ impl Page {
         }
     }
 
+    /// This page in `lang` unless the query chose a language (OIDC `ui_locales`).
+    pub(crate) fn prefer_lang(mut self, lang: Option<&str>) -> Page {
+        if self.param("lang").is_none()
+            && let Some(l) = lang.and_then(Lang::parse)
+        {
+            self.lang = l;
+        }
+        self
+    }
+
     pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()

@@ -21,6 +21,18 @@ impl Templates {
             ),
             ("legal.html", include_str!("../templates/legal.html")),
             ("error.html", include_str!("../templates/error.html")),
+            (
+                "oidc_consent.html",
+                include_str!("../templates/oidc_consent.html"),
+            ),
+            (
+                "oidc_logout.html",
+                include_str!("../templates/oidc_logout.html"),
+            ),
+            (
+                "oidc_error.html",
+                include_str!("../templates/oidc_error.html"),
+            ),
             ("konto.html", include_str!("../templates/konto.html")),
             (
                 "konto_form.html",
