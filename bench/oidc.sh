@@ -120,7 +120,7 @@ check_cc() {
         -d grant_type=client_credentials "${args[@]}" "$url" || true)
     [[ "$code" == 200 ]] || die "$name: client credentials grant at $url answered $code: $(head -c 500 "$T/$name-cc.json")"
     jq -e '.access_token | strings' "$T/$name-cc.json" >/dev/null || die "$name: no access_token: $(head -c 500 "$T/$name-cc.json")"
-    CHECK_CC="200, keys $(jq -c 'keys' "$T/$name-cc.json"), token_type $(jq -r .token_type "$T/$name-cc.json"), expires_in $(jq -r .expires_in "$T/$name-cc.json"), scope \"$(jq -r '.scope // ""' "$T/$name-cc.json")\""
+    CHECK_CC="200, keys $(jq -c 'keys' "$T/$name-cc.json"), access_token $(jq -r '.access_token | length' "$T/$name-cc.json") chars, token_type $(jq -r .token_type "$T/$name-cc.json"), expires_in $(jq -r .expires_in "$T/$name-cc.json"), scope \"$(jq -r '.scope // ""' "$T/$name-cc.json")\""
 }
 
 # check_code NAME BASE AUTHORIZE TOKEN USERINFO COOKIE ID SECRET REDIRECT: one complete exchange
@@ -150,7 +150,7 @@ check_code() {
         "$base$userinfo" || true)
     [[ "$code" == 200 ]] || die "$name: GET $userinfo answered $code: $(head -c 500 "$T/$name-check-userinfo.json")"
     jq -e '.sub | strings' "$T/$name-check-userinfo.json" >/dev/null || die "$name: userinfo without sub"
-    CHECK_CODE="authorize $(awk '{ print $2; exit }' "$T/$name-check-authz.txt") -> redirect_uri?$(sed 's/.*?//; s/=[^&]*/=…/g' <<<"$loc"); token 200 $(jq -c 'keys' "$T/$name-check-token.json"), refresh_token $(jq -r 'if .refresh_token then "yes" else "NO" end' "$T/$name-check-token.json"), id_token $(jq -r .alg <<<"$hdr") $(jq -c 'keys' <<<"$claims"); userinfo 200 $(jq -c 'keys' "$T/$name-check-userinfo.json")"
+    CHECK_CODE="authorize $(awk '{ print $2; exit }' "$T/$name-check-authz.txt") -> redirect_uri?$(sed 's/.*?//; s/=[^&]*/=…/g' <<<"$loc"); token 200 $(jq -c 'keys' "$T/$name-check-token.json"), access_token $(jq -r '.access_token | length' "$T/$name-check-token.json") chars, refresh_token $(jq -r 'if .refresh_token then "yes" else "NO" end' "$T/$name-check-token.json"), id_token $(jq -r .alg <<<"$hdr") $(jq -c 'keys' <<<"$claims"); userinfo 200 $(jq -c 'keys' "$T/$name-check-userinfo.json")"
     [[ "$(jq -r .alg <<<"$hdr")" == ES256 ]] || log "WARNING: $name signs the ID token with $(jq -r .alg <<<"$hdr"), not ES256"
     jq -e '.refresh_token' "$T/$name-check-token.json" >/dev/null || log "WARNING: $name issued no refresh token in the code flow"
 }
@@ -182,6 +182,12 @@ run_wrk() {
     summary_to_log "$label" "$T/wrk-$label.txt"
     RUN_RESULT=$(wrk_result "$T/wrk-$label.txt") || die "$label: no RESULT line in $T/wrk-$label.txt"
 }
+
+if want rathaus; then
+    cargo_build rathaus
+    RATHAUS=${RATHAUS_BIN:-$TARGET_RELEASE/rathaus}
+    [[ -x "$RATHAUS" ]] || die "no rathaus binary at $RATHAUS"
+fi
 
 # ---------------------------------------------------------------------------------------
 # oidc-provider (node)
@@ -237,22 +243,16 @@ fi
 # ---------------------------------------------------------------------------------------
 RATHAUS_PID=""
 if want rathaus; then
-    cargo_build rathaus
-    RATHAUS=${RATHAUS_BIN:-$TARGET_RELEASE/rathaus}
-    [[ -x "$RATHAUS" ]] || die "no rathaus binary at $RATHAUS"
     DATA=$T/data
     mkdir -p "$DATA"
     PORT=$(free_port)
     BASE="http://127.0.0.1:$PORT"
-    start_rathaus() {
-        log "starting: $RATHAUS serve --demo --data-dir $DATA --listen 127.0.0.1:$PORT"
-        start_bg "$T/rathaus-$1.log" "$RATHAUS" serve --demo --data-dir "$DATA" --listen "127.0.0.1:$PORT"
-        RATHAUS_PID=$LAST_PID
-        wait_ready "$BASE/readyz" "$RATHAUS_PID" "$READY_TIMEOUT" "$T/rathaus-$1.log" || die "rathaus did not become ready"
-        for ((i = 0; i < 100; i++)); do [[ -s "$DATA/demo.json" ]] && break; sleep 0.1; done
-        [[ -s "$DATA/demo.json" ]] || die "no $DATA/demo.json after the demo start"
-    }
-    start_rathaus 1
+    log "starting: $RATHAUS serve --demo --data-dir $DATA --listen 127.0.0.1:$PORT"
+    start_bg "$T/rathaus.log" "$RATHAUS" serve --demo --data-dir "$DATA" --listen "127.0.0.1:$PORT"
+    RATHAUS_PID=$LAST_PID
+    wait_ready "$BASE/readyz" "$RATHAUS_PID" "$READY_TIMEOUT" "$T/rathaus.log" || die "rathaus did not become ready"
+    for ((i = 0; i < 100; i++)); do [[ -s "$DATA/demo.json" ]] && break; sleep 0.1; done
+    [[ -s "$DATA/demo.json" ]] || die "no $DATA/demo.json after the demo start"
     DEMO=$DATA/demo.json
     EMAIL=$(jq -r '.citizen.username // empty' "$DEMO")
     PASSWORD=$(jq -r '.citizen.password // empty' "$DEMO")
@@ -331,7 +331,7 @@ if want rathaus; then
         [[ -n "$button" ]] || button=$(grep -oiE '<input[^>]*value="(Zulassen|Allow)"[^>]*>' <<<"$form" | head -n 1 || true)
         bname=$(attr "$button" name)
         [[ -n "$bname" ]] && fields+=(--data-urlencode "$bname=$(attr "$button" value)")
-        log "consent: POST $action (${#fields[@]} fields, button ${bname:-none}=$(attr "$button" value))"
+        log "consent: POST $action ($((${#fields[@]} / 2)) fields, button ${bname:-none}=$(attr "$button" value))"
         code=$(curl -s -o "$T/consent-post.html" -D "$T/consent-post.txt" -w '%{http_code}' --max-time 10 \
             -H "Cookie: $COOKIES" "${fields[@]}" "$BASE$action" || true)
         loc=$(header_value "$T/consent-post.txt" location)
@@ -426,7 +426,7 @@ report() {
     echo "=== OpenID Connect provider benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), $CORES cores) ==="
     echo "machine:   load avg at start $LOADAVG_START, at end $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews all figures)"
     if want rathaus; then
-        echo "rathaus:   $RATHAUS ($BENCH_PROFILE profile unless RATHAUS_BIN), tokio on all $CORES cores, SQLite storage (its default; data dir ${DATA_MB:-?} MB at the end), RSS at the end $(kb_to_mb "${RATHAUS_RSS:-0}") MB"
+        echo "rathaus:   $RATHAUS (${RATHAUS_BIN:+RATHAUS_BIN}${RATHAUS_BIN:-$BENCH_PROFILE profile}), tokio on all $CORES cores, SQLite storage (its default; data dir ${DATA_MB:-?} MB at the end), RSS at the end $(kb_to_mb "${RATHAUS_RSS:-0}") MB"
         echo "           client credentials: $RATHAUS_CHECK_CC (client from $API_FROM)"
         echo "           code flow: $RATHAUS_CHECK_CODE"
     fi
@@ -436,7 +436,7 @@ report() {
         echo "           client credentials: $PEER_CHECK_CC"
         echo "           code flow: $PEER_CHECK_CODE"
     fi
-    echo "same on both: ES256 ID tokens, PKCE S256 required, refresh token issued in the code flow, opaque access tokens, client_secret_basic,"
+    echo "same on both: ES256 ID tokens, PKCE S256 required, refresh token issued in the code flow, access tokens opaque to the client, client_secret_basic,"
     echo "           scope \"$SCOPE\" (code flow) and \"$CC_SCOPE\" (client credentials); one signed-in user who has consented"
     echo "load:      client credentials: wrk -t$CC_THREADS -c$CC_CONNECTIONS; code flow: wrk -t$CODE_CONNECTIONS -c$CODE_CONNECTIONS (one connection per thread, each"
     echo "           cycling authorize -> token -> userinfo); ${DURATION_S}s measured after ${WARMUP_S}s warm-up; wrk runs on the same $CORES cores, 127.0.0.1 only"

@@ -210,7 +210,7 @@ def read_callback():
     line = sys.stdin.readline()
     check(line, "no callback URL on stdin (the browser part ended without one)")
     msg = json.loads(line)
-    check("callback_url" in msg, f"stdin message without callback_url: {msg}")
+    check(msg.get("callback_url"), "the browser never reached the redirect URI (see the browser run in the JS message)")
     return msg["callback_url"]
 
 

@@ -31,6 +31,16 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/admin/v1/feedback", get(list_feedback))
         .route("/api/admin/v1/mails", get(list_mails))
+        .route(
+            "/api/admin/v1/clients",
+            get(list_clients).post(create_client),
+        )
+        .route("/api/admin/v1/clients/{id}/active", put(set_client_active))
+        .route(
+            "/api/admin/v1/clients/{id}/secret",
+            post(rotate_client_secret),
+        )
+        .route("/api/admin/v1/oidc/keys/rotate", post(rotate_keys))
         .route("/api/admin/v1/imports/areas", post(import_areas))
         .route("/api/admin/v1/imports/services", post(import_services))
         .layer(DefaultBodyLimit::max(IMPORT_LIMIT))
@@ -334,4 +344,125 @@ async fn import_services(
 ) -> ApiResult<Json<Value>> {
     let (inserted, updated) = state.app.import_services(&body).await?;
     Ok(Json(json!({ "inserted": inserted, "updated": updated })))
+}
+
+// ---- OAuth2 / OpenID clients ----
+
+fn client_json(c: &store::OAuthClient) -> Value {
+    let reg: Value = serde_json::from_str(&c.config).unwrap_or_else(|_| json!({}));
+    json!({
+        "client_id": c.client_id,
+        "name": c.name,
+        "active": c.active,
+        "authority": c.authority_ars,
+        "scopes": c.scopes.split_whitespace().collect::<Vec<_>>(),
+        "registration": reg,
+        "created_at": c.created_at,
+    })
+}
+
+async fn list_clients(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let clients = state.app.oauth_clients().await?;
+    Ok(Json(json!({
+        "clients": clients.iter().map(client_json).collect::<Vec<_>>()
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewClient {
+    name: String,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(flatten)]
+    registration: oidc::ClientConfig,
+}
+
+/// Registers a client; the answer carries the secret, which is shown only here.
+async fn create_client(
+    _: Admin,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let c: NewClient = serde_json::from_slice(&body).map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-json", "Invalid JSON").detail(format!(
+            "expected {{\"name\", \"kind\": \"web\"|\"api\", \"redirect_uris\", \"scopes\", …}}: {e}"
+        ))
+    })?;
+    if c.scopes.len() > 50 {
+        return Err(Problem::bad_param("scopes", "at most 50 scopes"));
+    }
+    let scopes: Vec<&str> = c.scopes.iter().map(String::as_str).collect();
+    let (client_id, client_secret) = state
+        .app
+        .register_client(&c.name, c.authority.as_deref(), &scopes, &c.registration)
+        .await?;
+    let mut res = (
+        StatusCode::CREATED,
+        Json(json!({"client_id": client_id, "client_secret": client_secret})),
+    )
+        .into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+#[derive(Debug, Deserialize)]
+struct Active {
+    active: bool,
+}
+
+async fn set_client_active(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<Active>,
+) -> ApiResult<StatusCode> {
+    if state.app.set_client_active(&id, body.active).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::not_found(format!("no client {id}")))
+    }
+}
+
+async fn rotate_client_secret(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    match state.app.rotate_client_secret(&id).await? {
+        Some(secret) => {
+            let mut res = Json(json!({"client_id": id, "client_secret": secret})).into_response();
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(res)
+        }
+        None => Err(Problem::not_found(format!("no client {id}"))),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct RotateQuery {
+    overlap_hours: Option<i64>,
+}
+
+/// New OpenID signing keys; the old ones stay published for the overlap (default 24 h).
+async fn rotate_keys(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(q): Query<RotateQuery>,
+) -> ApiResult<Json<Value>> {
+    let hours = q.overlap_hours.unwrap_or(24);
+    if !(0..=24 * 90).contains(&hours) {
+        return Err(Problem::bad_param("overlap_hours", "0 to 2160"));
+    }
+    let kids = state
+        .app
+        .rotate_oidc_keys(time::Duration::hours(hours))
+        .await?;
+    Ok(Json(
+        json!({"kids": kids, "old_keys_published_hours": hours}),
+    ))
 }

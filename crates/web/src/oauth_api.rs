@@ -182,6 +182,19 @@ async fn authenticated_request(
             false,
         ));
     };
+    if path == "/oauth/token" {
+        // An unusable request is answered before the client is checked.
+        match req.grant_type.as_str() {
+            "client_credentials" | "authorization_code" | "refresh_token" => {}
+            "" => {
+                return Err(oauth_error(
+                    &OAuthError::InvalidRequest("grant_type is missing".into()),
+                    false,
+                ));
+            }
+            _ => return Err(oauth_error(&OAuthError::UnsupportedGrantType, false)),
+        }
+    }
     let (creds, basic) = credentials(headers, &req).map_err(|e| oauth_error(&e, true))?;
     let endpoint = format!("{}{path}", state.app.issuer());
     match state.app.authenticate_client(&creds, &endpoint).await {

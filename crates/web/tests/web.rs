@@ -46,6 +46,22 @@ fn start(backend: Backend) -> Server {
                 routing_rate_limit: 1_000_000,
                 ..Default::default()
             };
+            let http = reqwest::Client::new();
+            tokio::spawn(app.clone().run_logout_worker(move |uri, token| {
+                let http = http.clone();
+                async move {
+                    let res = http
+                        .post(uri)
+                        .form(&[("logout_token", token)])
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    res.status()
+                        .is_success()
+                        .then_some(())
+                        .ok_or_else(|| res.status().to_string())
+                }
+            }));
             let router = web::router(app, config);
             tx.send((base, demo)).unwrap();
             let _keep = db;
@@ -1216,5 +1232,676 @@ async fn admins_see_the_outbox_without_bodies() {
                 .iter()
                 .all(|m| m.get("body").is_none() && m.get("body_text").is_none())
         );
+    }
+}
+
+// ---- OpenID Connect provider ----
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    let q = url.split_once('?').map_or("", |(_, q)| q);
+    form_urlencoded::parse(q.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn authorize_url(base: &str, client_id: &str, redirect: &str, extra: &[(&str, &str)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("client_id", client_id),
+        ("redirect_uri", redirect),
+        ("response_type", "code"),
+        ("scope", "openid email profile trust_level"),
+        ("state", "st-1"),
+        ("nonce", "n-1"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ] {
+        if !extra.iter().any(|(ek, _)| *ek == k) {
+            q.append_pair(k, v);
+        }
+    }
+    for (k, v) in extra {
+        if !v.is_empty() {
+            q.append_pair(k, v);
+        }
+    }
+    format!("{base}/oidc/authorize?{}", q.finish())
+}
+
+/// Runs an authorization request for a signed-in browser, agreeing on the consent page if
+/// it comes; returns the final redirect's query (code or error).
+async fn authorize(c: &reqwest::Client, url: &str) -> std::collections::HashMap<String, String> {
+    let res = c.get(url).send().await.unwrap();
+    let res = if res.status() == StatusCode::OK {
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains("name=\"decision\""),
+            "consent page expected: {html}"
+        );
+        let r = html
+            .split("name=\"r\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        let base = url.split("/oidc/").next().unwrap();
+        c.post(format!("{base}/oidc/consent"))
+            .form(&[
+                ("csrf_token", csrf_of(&html).as_str()),
+                ("r", r.as_str()),
+                ("decision", "allow"),
+            ])
+            .send()
+            .await
+            .unwrap()
+    } else {
+        res
+    };
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    query_of(&location)
+}
+
+async fn jwks_of(base: &str) -> Value {
+    get_json(&format!("{base}/oidc/jwks")).await.1
+}
+
+fn verify_id_token(jwks: &Value, token: &str) -> Value {
+    let kid = crypto::jwt_header(token).unwrap()["kid"].clone();
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .expect("the ID token's key is published");
+    crypto::verify_jwt(key, token).unwrap().claims
+}
+
+async fn token_request(
+    base: &str,
+    id: &str,
+    secret: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let res = client()
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn oidc_code_flow_issues_verifiable_tokens_and_rotates_refresh_tokens() {
+    for s in servers() {
+        eprintln!("-- {:?}", s.backend);
+        let (st, conf) = get_json(&format!("{}/.well-known/openid-configuration", s.base)).await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(conf["issuer"], s.base.as_str());
+        assert_eq!(conf["jwks_uri"], format!("{}/oidc/jwks", s.base));
+        assert_eq!(
+            conf["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        let rp = &s.demo.oidc_client;
+        let (id, secret) = (rp.client_id.as_str(), rp.client_secret.as_str());
+        let c = logged_in(&s.base, &s.demo.citizen.username, &s.demo.citizen.password).await;
+        let got = authorize(&c, &authorize_url(&s.base, id, &rp.redirect_uri, &[])).await;
+        assert_eq!(got["state"], "st-1");
+        assert_eq!(got["iss"], s.base.as_str());
+        let code = got["code"].clone();
+
+        // A wrong verifier fails; the code is spent by that attempt.
+        let (st, body) = token_request(
+            &s.base,
+            id,
+            secret,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &rp.redirect_uri),
+                ("code_verifier", &VERIFIER.replace('d', "e")),
+            ],
+        )
+        .await;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+        );
+
+        let code =
+            authorize(&c, &authorize_url(&s.base, id, &rp.redirect_uri, &[])).await["code"].clone();
+        let (st, t) = token_request(
+            &s.base,
+            id,
+            secret,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &rp.redirect_uri),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{t}");
+        let jwks = jwks_of(&s.base).await;
+        let claims = verify_id_token(&jwks, t["id_token"].as_str().unwrap());
+        assert_eq!(claims["iss"], s.base.as_str());
+        assert_eq!(claims["aud"], id);
+        assert_eq!(claims["nonce"], "n-1");
+        assert_eq!(claims["acr"], "STORK-QAA-Level-1");
+        assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
+        assert!(claims["auth_time"].is_i64() && claims["sid"].is_string());
+        assert_eq!(
+            crypto::jwt_header(t["id_token"].as_str().unwrap()).unwrap()["alg"],
+            "ES256"
+        );
+
+        let at = t["access_token"].as_str().unwrap();
+        let res = client()
+            .get(format!("{}/oidc/userinfo", s.base))
+            .bearer_auth(at)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let info: Value = res.json().await.unwrap();
+        assert_eq!(info["sub"], claims["sub"]);
+        assert_eq!(info["email"], s.demo.citizen.username.as_str());
+        assert_eq!(info["trust_level"], "STORK-QAA-Level-1");
+        assert!(info.get("organisation").is_none(), "not consented");
+
+        // Introspection of one's own token.
+        let intro: Value = client()
+            .post(format!("{}/oauth/introspect", s.base))
+            .basic_auth(id, Some(secret))
+            .form(&[("token", at)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(intro["active"], true);
+        assert_eq!(intro["sub"], claims["sub"]);
+
+        // Refresh: a new pair; the old refresh token then counts as reuse and kills the family.
+        let rt1 = t["refresh_token"].as_str().unwrap();
+        let (st, t2) = token_request(
+            &s.base,
+            id,
+            secret,
+            &[("grant_type", "refresh_token"), ("refresh_token", rt1)],
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{t2}");
+        let rt2 = t2["refresh_token"].as_str().unwrap();
+        assert_ne!(rt1, rt2);
+        let (st, body) = token_request(
+            &s.base,
+            id,
+            secret,
+            &[("grant_type", "refresh_token"), ("refresh_token", rt1)],
+        )
+        .await;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+        );
+        let (st, _) = token_request(
+            &s.base,
+            id,
+            secret,
+            &[("grant_type", "refresh_token"), ("refresh_token", rt2)],
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "the family is revoked");
+
+        // Code reuse revokes the access token issued for it.
+        let (st, _) = token_request(
+            &s.base,
+            id,
+            secret,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &rp.redirect_uri),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        let res = client()
+            .get(format!("{}/oidc/userinfo", s.base))
+            .bearer_auth(at)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            res.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
+
+        // Revocation (RFC 7009) of a fresh access token.
+        let code =
+            authorize(&c, &authorize_url(&s.base, id, &rp.redirect_uri, &[])).await["code"].clone();
+        let (_, t3) = token_request(
+            &s.base,
+            id,
+            secret,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &rp.redirect_uri),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await;
+        let at3 = t3["access_token"].as_str().unwrap();
+        let res = client()
+            .post(format!("{}/oauth/revoke", s.base))
+            .basic_auth(id, Some(secret))
+            .form(&[("token", at3)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let intro: Value = client()
+            .post(format!("{}/oauth/introspect", s.base))
+            .basic_auth(id, Some(secret))
+            .form(&[("token", at3)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(intro["active"], false);
+
+        // A web client may not use client credentials.
+        let (st, body) =
+            token_request(&s.base, id, secret, &[("grant_type", "client_credentials")]).await;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("unauthorized_client"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn oidc_errors_go_where_the_specifications_say() {
+    for s in servers() {
+        eprintln!("-- {:?}", s.backend);
+        let rp = &s.demo.oidc_client;
+        let id = rp.client_id.as_str();
+        let anon = client();
+        let get = |c: &reqwest::Client, url: String| {
+            let c = c.clone();
+            async move { c.get(url).send().await.unwrap() }
+        };
+        // Never redirect to an unregistered URI or for an unknown client.
+        for url in [
+            authorize_url(&s.base, id, "https://evil.example/cb", &[]),
+            authorize_url(&s.base, "no-such-client", &rp.redirect_uri, &[]),
+            authorize_url(
+                &s.base,
+                s.demo.postfach_api.client_id.as_str(),
+                &rp.redirect_uri,
+                &[],
+            ),
+        ] {
+            let res = get(&anon, url).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+            assert!(res.headers().get("location").is_none());
+        }
+        let error_of = |res: reqwest::Response| {
+            assert_eq!(res.status(), StatusCode::SEE_OTHER);
+            let loc = res.headers()["location"].to_str().unwrap().to_owned();
+            assert!(loc.starts_with(&rp.redirect_uri), "{loc}");
+            let q = query_of(&loc);
+            assert_eq!(q["state"], "st-1");
+            assert_eq!(q["iss"], s.base.as_str());
+            q["error"].clone()
+        };
+        for (extra, code) in [
+            (vec![("code_challenge_method", "plain")], "invalid_request"),
+            (vec![("code_challenge", "")], "invalid_request"),
+            (
+                vec![("response_type", "token")],
+                "unsupported_response_type",
+            ),
+            (vec![("scope", "profile")], "invalid_scope"),
+            (vec![("prompt", "none")], "login_required"),
+            (
+                vec![("request", "eyJhbGciOiJub25lIn0.e30.")],
+                "request_not_supported",
+            ),
+        ] {
+            let res = get(&anon, authorize_url(&s.base, id, &rp.redirect_uri, &extra)).await;
+            assert_eq!(error_of(res), code, "{extra:?}");
+        }
+        // Without a session: to the login page, which comes back to the request.
+        let res = get(
+            &anon,
+            authorize_url(&s.base, id, &rp.redirect_uri, &[("ui_locales", "en")]),
+        )
+        .await;
+        let loc = res.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            loc.starts_with("/konto/anmelden?lang=en&weiter=%2Foidc%2Fresume"),
+            "{loc}"
+        );
+
+        let c = logged_in(
+            &s.base,
+            &s.demo.citizen2.username,
+            &s.demo.citizen2.password,
+        )
+        .await;
+        // Step-up beyond what the account can reach.
+        for acr in ["STORK-QAA-Level-3", "http://eidas.europa.eu/LoA/high"] {
+            let res = get(
+                &c,
+                authorize_url(&s.base, id, &rp.redirect_uri, &[("acr_values", acr)]),
+            )
+            .await;
+            assert_eq!(error_of(res), "unmet_authentication_requirements");
+        }
+        // No consent yet: prompt=none cannot ask.
+        let res = get(
+            &c,
+            authorize_url(&s.base, id, &rp.redirect_uri, &[("prompt", "none")]),
+        )
+        .await;
+        assert_eq!(error_of(res), "consent_required");
+        // Denying consent.
+        let html = get(&c, authorize_url(&s.base, id, &rp.redirect_uri, &[]))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("E-Mail-Adresse") && html.contains("Vertrauensniveau"),
+            "{html}"
+        );
+        let r = html
+            .split("name=\"r\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        let res = c
+            .post(format!("{}/oidc/consent", s.base))
+            .form(&[
+                ("csrf_token", csrf_of(&html).as_str()),
+                ("r", r.as_str()),
+                ("decision", "deny"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_of(res), "access_denied");
+        // Agreed once, remembered: the next request answers at once, also with prompt=none.
+        let got = authorize(&c, &authorize_url(&s.base, id, &rp.redirect_uri, &[])).await;
+        assert!(got.contains_key("code"));
+        let res = get(
+            &c,
+            authorize_url(&s.base, id, &rp.redirect_uri, &[("prompt", "none")]),
+        )
+        .await;
+        assert!(query_of(res.headers()["location"].to_str().unwrap()).contains_key("code"));
+        // prompt=consent asks again; prompt=login and max_age=0 send to the login page.
+        let res = get(
+            &c,
+            authorize_url(&s.base, id, &rp.redirect_uri, &[("prompt", "consent")]),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        for extra in [("prompt", "login"), ("max_age", "0")] {
+            let res = get(&c, authorize_url(&s.base, id, &rp.redirect_uri, &[extra])).await;
+            let loc = res.headers()["location"].to_str().unwrap();
+            assert!(loc.starts_with("/konto/anmelden?"), "{extra:?}: {loc}");
+            assert!(loc.contains("erneut=1"));
+        }
+        // max_age generous enough, and login_hint naming this account: straight through.
+        let hint = s.demo.citizen2.username.clone();
+        let res = get(
+            &c,
+            authorize_url(
+                &s.base,
+                id,
+                &rp.redirect_uri,
+                &[("max_age", "3600"), ("login_hint", &hint)],
+            ),
+        )
+        .await;
+        assert!(query_of(res.headers()["location"].to_str().unwrap()).contains_key("code"));
+        // Withdrawing the consent in the account brings the consent page back.
+        let page = get(&c, format!("{}/konto/einwilligungen", s.base))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let res = c
+            .post(format!("{}/konto/einwilligungen/widerrufen", s.base))
+            .form(&[("csrf_token", csrf_of(&page).as_str()), ("client_id", id)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        let res = get(&c, authorize_url(&s.base, id, &rp.redirect_uri, &[])).await;
+        assert_eq!(res.status(), StatusCode::OK, "consent page again");
+    }
+}
+
+#[tokio::test]
+async fn oidc_private_key_jwt_pairwise_subjects_logout_and_key_rotation() {
+    for s in servers() {
+        eprintln!("-- {:?}", s.backend);
+        // A relying party with its own key, pairwise subjects and both logout channels.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let rp_base = format!("http://{}", listener.local_addr().unwrap());
+        let rp_app = axum::Router::new().route(
+            "/backchannel",
+            axum::routing::post(move |body: String| {
+                let tx = tx.clone();
+                async move {
+                    tx.send(body).unwrap();
+                    StatusCode::OK
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, rp_app).await.unwrap() });
+        let key = crypto::JwtSigningKey::generate(crypto::JwtAlg::Es256).unwrap();
+        let redirect = format!("{rp_base}/cb");
+        let admin = |req: reqwest::RequestBuilder| req.bearer_auth(ADMIN_TOKEN);
+        let res = admin(client().post(format!("{}/api/admin/v1/clients", s.base)))
+            .json(&serde_json::json!({
+                "name": "Pairwise-Dienst",
+                "kind": "web",
+                "redirect_uris": [redirect],
+                "post_logout_redirect_uris": [format!("{rp_base}/bye")],
+                "subject_type": "pairwise",
+                "id_token_alg": "RS256",
+                "jwks": {"keys": [key.public_jwk()]},
+                "frontchannel_logout_uri": format!("{rp_base}/front"),
+                "backchannel_logout_uri": format!("{rp_base}/backchannel"),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let created: Value = res.json().await.unwrap();
+        let id = created["client_id"].as_str().unwrap().to_owned();
+        let bad = admin(client().post(format!("{}/api/admin/v1/clients", s.base)))
+            .json(&serde_json::json!({"name": "x", "kind": "web", "redirect_uris": ["http://rp.example/cb"]}))
+            .send().await.unwrap();
+        assert_eq!(
+            bad.status(),
+            StatusCode::BAD_REQUEST,
+            "plain http off loopback"
+        );
+
+        let c = logged_in(&s.base, &s.demo.citizen.username, &s.demo.citizen.password).await;
+        let code =
+            authorize(&c, &authorize_url(&s.base, &id, &redirect, &[])).await["code"].clone();
+        let assertion = |jti: &str| {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            key.sign(
+                "JWT",
+                &serde_json::json!({
+                    "iss": id, "sub": id, "aud": format!("{}/oauth/token", s.base),
+                    "jti": jti, "iat": now, "exp": now + 60,
+                }),
+            )
+            .unwrap()
+        };
+        let form = |a: String, code: &str| -> Vec<(String, String)> {
+            vec![
+                ("grant_type".into(), "authorization_code".into()),
+                ("code".into(), code.into()),
+                ("redirect_uri".into(), redirect.clone()),
+                ("code_verifier".into(), VERIFIER.into()),
+                (
+                    "client_assertion_type".into(),
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                ),
+                ("client_assertion".into(), a),
+            ]
+        };
+        let a1 = assertion("jti-1");
+        let res = client()
+            .post(format!("{}/oauth/token", s.base))
+            .form(&form(a1.clone(), &code))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let t: Value = res.json().await.unwrap();
+        let idt = t["id_token"].as_str().unwrap();
+        assert_eq!(crypto::jwt_header(idt).unwrap()["alg"], "RS256");
+        let claims = verify_id_token(&jwks_of(&s.base).await, idt);
+        // Pairwise: not the account id the public-subject demo client sees.
+        let public_sub = {
+            let rp = &s.demo.oidc_client;
+            let code = authorize(
+                &c,
+                &authorize_url(&s.base, &rp.client_id, &rp.redirect_uri, &[]),
+            )
+            .await["code"]
+                .clone();
+            let (_, t) = token_request(
+                &s.base,
+                &rp.client_id,
+                &rp.client_secret,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", &rp.redirect_uri),
+                    ("code_verifier", VERIFIER),
+                ],
+            )
+            .await;
+            verify_id_token(&jwks_of(&s.base).await, t["id_token"].as_str().unwrap())["sub"].clone()
+        };
+        assert_ne!(claims["sub"], public_sub);
+        assert_eq!(claims["sub"].as_str().unwrap().len(), 43);
+        // A replayed assertion is refused.
+        let code2 =
+            authorize(&c, &authorize_url(&s.base, &id, &redirect, &[])).await["code"].clone();
+        let res = client()
+            .post(format!("{}/oauth/token", s.base))
+            .form(&form(a1, &code2))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(res.text().await.unwrap().contains("replay"));
+
+        // Key rotation: new keys sign, the old ones stay published.
+        let before = jwks_of(&s.base).await;
+        let res = admin(client().post(format!("{}/api/admin/v1/oidc/keys/rotate", s.base)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let after = jwks_of(&s.base).await;
+        let kids = |j: &Value| {
+            j["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kids(&after).len(), kids(&before).len() + 2);
+        assert!(kids(&before).iter().all(|k| kids(&after).contains(k)));
+        let res = client()
+            .post(format!("{}/oauth/token", s.base))
+            .form(&form(assertion("jti-2"), &code2))
+            .send()
+            .await
+            .unwrap();
+        let t2: Value = res.json().await.unwrap();
+        let new_kid = crypto::jwt_header(t2["id_token"].as_str().unwrap()).unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(!kids(&before).contains(&new_kid));
+        verify_id_token(&after, t2["id_token"].as_str().unwrap());
+
+        // RP-initiated logout with id_token_hint: no question, front-channel page, back-channel POST.
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("id_token_hint", t2["id_token"].as_str().unwrap());
+        q.append_pair("post_logout_redirect_uri", &format!("{rp_base}/bye"));
+        q.append_pair("state", "bye-1");
+        let res = c
+            .get(format!("{}/oidc/logout?{}", s.base, q.finish()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            res.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains(&format!("frame-src {rp_base}"))
+        );
+        let html = res.text().await.unwrap();
+        assert!(html.contains("front?iss="), "{html}");
+        assert!(html.contains("bye-1"));
+        let body = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let token = form_urlencoded::parse(body.as_bytes())
+            .find(|(k, _)| k == "logout_token")
+            .unwrap()
+            .1
+            .into_owned();
+        let lt = verify_id_token(&after, &token);
+        assert_eq!(lt["sid"], claims["sid"]);
+        assert_eq!(lt["sub"], claims["sub"]);
+        assert!(lt["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+        assert!(lt.get("nonce").is_none());
+        // Signed out of the Servicekonto too.
+        let res = c.get(format!("{}/konto", s.base)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        // An unregistered post-logout URI is refused.
+        let res = client().get(format!("{}/oidc/logout?client_id={id}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F", s.base)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     }
 }
