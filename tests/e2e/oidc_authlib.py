@@ -31,6 +31,7 @@ import json
 import os
 import sys
 import time
+from urllib.parse import parse_qs, urlsplit
 
 # The OP under test listens on http://127.0.0.1:<port>; authlib refuses plain HTTP without this.
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
@@ -200,10 +201,9 @@ def make_session(meta, args, *, scope=None, redirect_uri=None):
     )
 
 
-def client_auth_kwargs(sess, meta, args):
-    """Client authentication for introspection/revocation with plain requests, as the session does it."""
-    auth = sess.client_auth(args.auth_method)
-    return {"auth": auth}
+def client_auth(sess, args):
+    """The session's client authentication, for plain requests to introspection/revocation."""
+    return sess.client_auth(args.auth_method)
 
 
 def read_callback():
@@ -240,8 +240,6 @@ def code_flow(args, report):
 
     callback = read_callback()
     report["callback_url"] = callback
-    from urllib.parse import parse_qs, urlsplit
-
     q = {k: v[0] for k, v in parse_qs(urlsplit(callback).query).items()}
     check("error" not in q, f"authorization error at the redirect URI: {q}")
     # RFC 9207: the OP announces iss in authorization responses, so it must be the issuer.
@@ -301,7 +299,7 @@ def code_flow(args, report):
         report["refresh_rotated"] = True
 
     if meta.get("introspection_endpoint"):
-        auth = client_auth_kwargs(sess, meta, args)["auth"]
+        auth = client_auth(sess, args)
         at = sess.token["access_token"]
         res = requests.post(meta["introspection_endpoint"], data={"token": at}, auth=auth, timeout=TIMEOUT)
         check(res.status_code == 200, f"introspection ({args.auth_method}) answered HTTP {res.status_code}: {res.text[:300]}")

@@ -182,7 +182,13 @@ struct AccessClaims {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Interaction {
     req: AuthorizationRequest,
+    /// Microseconds since the epoch: a login counts as fresh only if it came later, and
+    /// whole seconds cannot tell "just before" from "just after".
     started: i64,
+}
+
+fn unix_micros(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
 /// The next step of an authorization request.
@@ -388,7 +394,7 @@ impl App {
             Ok(r) => r,
             Err(e) => return Ok(self.request_error(e)),
         };
-        let started = unix(OffsetDateTime::now_utc());
+        let started = unix_micros(OffsetDateTime::now_utc());
         self.continue_authorization(Interaction { req, started }, session, false)
             .await
     }
@@ -510,8 +516,9 @@ impl App {
             .unwrap(b"interaction", &raw)
             .ok()?;
         let i: Interaction = serde_json::from_slice(&json).ok()?;
-        let now = unix(OffsetDateTime::now_utc());
-        (now - i.started <= INTERACTION_LIFETIME && i.started <= now + 60).then_some(i)
+        let now = unix_micros(OffsetDateTime::now_utc());
+        let lifetime = INTERACTION_LIFETIME * 1_000_000;
+        (now - i.started <= lifetime && i.started <= now + 60_000_000).then_some(i)
     }
 
     async fn continue_authorization(
@@ -544,7 +551,7 @@ impl App {
         let now = OffsetDateTime::now_utc();
         let auth_time = unix(session.authenticated_at);
         // A fresh login is one that happened after this request started.
-        let fresh = auth_time >= i.started;
+        let fresh = unix_micros(session.authenticated_at) > i.started;
         let hint_mismatch = req
             .login_hint
             .as_deref()

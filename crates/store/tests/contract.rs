@@ -1501,3 +1501,174 @@ async fn profiles_are_replaced_and_consents_listed_and_revoked() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn oidc_codes_refresh_tokens_keys_and_logout_notices() {
+    use store::{OidcKeyRecord, Redemption, RefreshRecord};
+    each_backend(|db| async move {
+        let s = db.store();
+        s.create_account(&account("a1", "erika@example.org", "ref-1"), T0)
+            .await
+            .unwrap();
+        // A code is redeemed once; the second attempt learns what the first issued.
+        s.insert_code("h1", "c1", "{\"g\":1}", T0, T0 + Duration::minutes(1))
+            .await
+            .unwrap();
+        let exp = T0 + Duration::minutes(10);
+        assert_eq!(
+            s.redeem_code("h1", "other", T0, Some("fam"), "j1", exp)
+                .await
+                .unwrap(),
+            Redemption::Invalid,
+            "another client's code"
+        );
+        assert_eq!(
+            s.redeem_code("h1", "c1", T0, Some("fam"), "j1", exp)
+                .await
+                .unwrap(),
+            Redemption::Fresh("{\"g\":1}".into())
+        );
+        assert_eq!(
+            s.redeem_code("h1", "c1", T0, Some("fam2"), "j2", exp)
+                .await
+                .unwrap(),
+            Redemption::Reused {
+                family: Some("fam".into()),
+                jti: Some("j1".into()),
+                jti_exp: Some(store::ts(exp))
+            }
+        );
+        s.insert_code("h2", "c1", "{}", T0, T0 + Duration::minutes(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.redeem_code("h2", "c1", T0 + Duration::minutes(2), None, "j", exp)
+                .await
+                .unwrap(),
+            Redemption::Invalid,
+            "expired"
+        );
+
+        // Refresh tokens rotate; reuse reports the family, which is then revoked.
+        let rt = |hash: &str| RefreshRecord {
+            token_hash: hash.into(),
+            family_id: "fam".into(),
+            client_id: "c1".into(),
+            account_id: "a1".into(),
+            session_id: Some("sid-1".into()),
+            grant_data: "{}".into(),
+            expires_at: T0 + Duration::days(30),
+        };
+        s.insert_refresh_token(&rt("r1"), T0).await.unwrap();
+        let (r, rec) = s.use_refresh_token("r1", "c1", T0).await.unwrap();
+        assert_eq!(r, Redemption::Fresh("{}".into()));
+        assert_eq!(rec.unwrap().family_id, "fam");
+        s.insert_refresh_token(&rt("r2"), T0).await.unwrap();
+        assert!(s.refresh_family_live("fam", T0).await.unwrap());
+        let (r, _) = s.use_refresh_token("r1", "c1", T0).await.unwrap();
+        assert!(matches!(r, Redemption::Reused { family: Some(ref f), .. } if f == "fam"));
+        assert_eq!(s.revoke_refresh_family("fam", T0).await.unwrap(), 2);
+        assert!(!s.refresh_family_live("fam", T0).await.unwrap());
+        let (r, _) = s.use_refresh_token("r2", "c1", T0).await.unwrap();
+        assert!(
+            matches!(r, Redemption::Reused { .. }),
+            "revoked counts as reuse"
+        );
+        s.insert_refresh_token(
+            &RefreshRecord {
+                family_id: "f2".into(),
+                ..rt("r3")
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.revoke_refresh_of_session("sid-1", T0).await.unwrap(), 1);
+
+        // Revoked access tokens and client-assertion replay.
+        assert!(!s.jti_revoked("j1").await.unwrap());
+        s.revoke_jti("j1", &store::ts(exp)).await.unwrap();
+        s.revoke_jti("j1", &store::ts(exp)).await.unwrap();
+        assert!(s.jti_revoked("j1").await.unwrap());
+        assert!(s.claim_assertion("c1\nx", exp).await.unwrap());
+        assert!(!s.claim_assertion("c1\nx", exp).await.unwrap());
+
+        // Keys: rotation retires the current key of that algorithm, which stays published
+        // until it expires.
+        let k = |kid: &str, alg: &str| OidcKeyRecord {
+            kid: kid.into(),
+            alg: alg.into(),
+            wrapped: vec![1, 2, 3],
+            public_jwk: "{}".into(),
+            created_at: store::ts(T0),
+            retired_at: None,
+            expires_at: None,
+        };
+        s.insert_oidc_key(&k("k1", "ES256")).await.unwrap();
+        s.insert_oidc_key(&k("k2", "RS256")).await.unwrap();
+        s.rotate_oidc_key(
+            &OidcKeyRecord {
+                created_at: store::ts(T0 + Duration::seconds(1)),
+                ..k("k3", "ES256")
+            },
+            T0,
+            T0 + Duration::hours(1),
+        )
+        .await
+        .unwrap();
+        let keys = s.oidc_keys(T0).await.unwrap();
+        assert_eq!(
+            keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+            ["k3", "k1", "k2"]
+        );
+        assert!(keys[1].retired_at.is_some() && keys[0].retired_at.is_none());
+        assert_eq!(keys[0].wrapped, [1, 2, 3]);
+        let later = s.oidc_keys(T0 + Duration::hours(2)).await.unwrap();
+        assert_eq!(
+            later.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+            ["k3", "k2"]
+        );
+
+        // Services of a session; back-channel notices are leased and finished.
+        s.add_session_client("sid-1", "c1", "sub-1", T0)
+            .await
+            .unwrap();
+        s.add_session_client("sid-1", "c1", "sub-1", T0)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.session_clients("sid-1").await.unwrap(),
+            [("c1".to_owned(), "sub-1".to_owned())]
+        );
+        s.enqueue_logout_notice("n1", "c1", "https://rp/bc", "tok", T0)
+            .await
+            .unwrap();
+        let lease = Duration::minutes(2);
+        let got = s.lease_logout_notices(T0, lease, 10).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(
+            s.lease_logout_notices(T0, lease, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "leased"
+        );
+        s.finish_logout_notice("n1", T0, Some("HTTP 500"), Some(T0 + Duration::seconds(30)))
+            .await
+            .unwrap();
+        let again = s
+            .lease_logout_notices(T0 + Duration::seconds(31), lease, 10)
+            .await
+            .unwrap();
+        assert_eq!(again[0].attempts, 1);
+        s.finish_logout_notice("n1", T0, None, None).await.unwrap();
+        assert!(
+            s.lease_logout_notices(T0 + Duration::days(1), lease, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(s.purge_oauth(T0 + Duration::days(60)).await.unwrap() >= 3);
+    })
+    .await;
+}

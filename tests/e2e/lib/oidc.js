@@ -248,13 +248,13 @@ export function watchRp(page) {
   };
 }
 
-export function describe(run, page) {
+export function describeRun(run, page) {
   return `steps: ${run.trace.steps.join(' → ') || '(none)'}; browser at ${page.url()}`;
 }
 
 /** Query parameters of the redirect to the relying party; fails if there was none. */
 export function callbackParams(run, page, what) {
-  assert.ok(run.callback, `${what}: the OP never redirected to ${RP} (${describe(run, page)})`);
+  assert.ok(run.callback, `${what}: the OP never redirected to ${RP} (${describeRun(run, page)})`);
   return Object.fromEntries(run.callback.searchParams);
 }
 

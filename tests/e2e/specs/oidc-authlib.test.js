@@ -19,7 +19,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { launchBrowser, withPage, VIEWPORTS } from '../lib/harness.js';
 import { demoData } from '../lib/demo.js';
-import { CALLBACK, LEVEL_1, demoClient, issuer, authorize, describe } from '../lib/oidc.js';
+import { CALLBACK, LEVEL_1, demoClient, issuer, authorize, describeRun } from '../lib/oidc.js';
 
 const PYTHON = '/usr/bin/python3';
 const AUTHLIB_SCRIPT = fileURLToPath(new URL('../oidc_authlib.py', import.meta.url));
@@ -67,7 +67,7 @@ function runAuthlib(args, page) {
           (async () => {
             assert.ok(page, 'authlib asked for a browser, none given');
             const run = await authorize(page, new URL(msg.url));
-            run.where = describe(run, page);
+            run.where = describeRun(run, page);
             runs.push(run);
             child.stdin.write(`${JSON.stringify({ callback_url: run.callback ? String(run.callback) : '' })}\n`);
           })().catch((err) => {

@@ -8,7 +8,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as client from 'openid-client';
-import { launchBrowser, withPage, gotoOk, navigateBy, assertNoAxeViolations, pageUrl, VIEWPORTS } from '../lib/harness.js';
+import {
+  launchBrowser,
+  withPage,
+  gotoOk,
+  navigateBy,
+  assertNoAxeViolations,
+  pageUrl,
+  VIEWPORTS,
+} from '../lib/harness.js';
 import { demoData } from '../lib/demo.js';
 import {
   RP,
@@ -27,7 +35,7 @@ import {
   accountLogin,
   assertLanguage,
   sleep,
-  describe,
+  describeRun,
   callbackParams,
   assertErrorAtRedirect,
   exchange,
@@ -52,8 +60,8 @@ test('remembered consent: a second authorization for the same scopes shows no co
   await withPage(browser, t, VIEWPORTS.desktop, async (page) => {
     await signedIn(page);
     const { req, run } = await codeFlow(page);
-    assert.equal(run.trace.login, 0, `logged in, yet asked to log in (${describe(run, page)})`);
-    assert.equal(run.trace.consent, 0, `consent was given, yet the consent page came again (${describe(run, page)})`);
+    assert.equal(run.trace.login, 0, `logged in, yet asked to log in (${describeRun(run, page)})`);
+    assert.equal(run.trace.consent, 0, `consent was given, yet the consent page came again (${describeRun(run, page)})`);
     await exchange(req, run, page);
   });
 });
@@ -66,7 +74,7 @@ test('prompt=none while logged in, also with id_token_hint → a code without an
       ['prompt=none with id_token_hint', { prompt: 'none', id_token_hint: first.tokens.id_token }],
     ]) {
       const { req, run } = await codeFlow(page, extra, { login: false, consent: 'stop' });
-      assert.ok(run.callback, `${what}: no redirect (${describe(run, page)})`);
+      assert.ok(run.callback, `${what}: no redirect (${describeRun(run, page)})`);
       const tokens = await exchange(req, run, page);
       const c = tokens.claims();
       assert.equal(c.sub, first.claims.sub, `${what}: another sub`);
@@ -80,7 +88,7 @@ test('prompt=login forces the login page again; auth_time moves on', async (t) =
     const first = await signedIn(page);
     await sleep(1_100);
     const { req, run } = await codeFlow(page, { prompt: 'login' });
-    assert.equal(run.trace.login, 1, `prompt=login did not show the login page (${describe(run, page)})`);
+    assert.equal(run.trace.login, 1, `prompt=login did not show the login page (${describeRun(run, page)})`);
     const c = (await exchange(req, run, page)).claims();
     assert.equal(c.sub, first.claims.sub);
     assert.ok(c.auth_time > first.claims.auth_time, `auth_time ${c.auth_time} not later than ${first.claims.auth_time}`);
@@ -91,20 +99,20 @@ test('max_age=1 (after 2 s) and max_age=0 force a new login (auth_time later); m
   await withPage(browser, t, VIEWPORTS.desktop, async (page) => {
     const first = await signedIn(page);
     const { req, run } = await codeFlow(page, { max_age: '10000' });
-    assert.equal(run.trace.login, 0, `max_age=10000 asked to log in again (${describe(run, page)})`);
+    assert.equal(run.trace.login, 0, `max_age=10000 asked to log in again (${describeRun(run, page)})`);
     const c1 = (await exchange(req, run, page, { maxAge: 10000 })).claims();
     assert.equal(c1.auth_time, first.claims.auth_time, 'max_age=10000: auth_time changed');
 
     // As the conformance suite's oidcc-max-age-1: wait 2 s, then max_age=1.
     await sleep(2_000);
     const one = await codeFlow(page, { max_age: '1' });
-    assert.equal(one.run.trace.login, 1, `max_age=1 two seconds after the login did not ask to log in again (${describe(one.run, page)})`);
+    assert.equal(one.run.trace.login, 1, `max_age=1 two seconds after the login did not ask to log in again (${describeRun(one.run, page)})`);
     const c1b = (await exchange(one.req, one.run, page, { maxAge: 1 })).claims();
     assert.ok(c1b.auth_time > first.claims.auth_time, `max_age=1: auth_time ${c1b.auth_time} not later than ${first.claims.auth_time}`);
 
     await sleep(1_100);
     const again = await codeFlow(page, { max_age: '0' });
-    assert.equal(again.run.trace.login, 1, `max_age=0 did not ask to log in again (${describe(again.run, page)})`);
+    assert.equal(again.run.trace.login, 1, `max_age=0 did not ask to log in again (${describeRun(again.run, page)})`);
     const c2 = (await exchange(again.req, again.run, page, { maxAge: 0 })).claims();
     assert.equal(typeof c2.auth_time, 'number', 'max_age makes auth_time REQUIRED (OIDC Core 3.1.2.1)');
     assert.ok(c2.auth_time > c1b.auth_time, `max_age=0: auth_time ${c2.auth_time} not later than ${c1b.auth_time}`);
@@ -193,8 +201,8 @@ test('authorization request sent as a form POST (OIDC Core 3.1.2.1) succeeds, th
     );
     const start = () => navigateBy(page, () => page.evaluate(() => document.forms[0].submit()), { what: 'POST authorize' });
     const run = await authorize(page, start);
-    assert.equal(run.trace.login, 1, `no login page after the POST (${describe(run, page)})`);
-    assert.equal(run.trace.consent, 1, `no consent page after the POST (${describe(run, page)})`);
+    assert.equal(run.trace.login, 1, `no login page after the POST (${describeRun(run, page)})`);
+    assert.equal(run.trace.consent, 1, `no consent page after the POST (${describeRun(run, page)})`);
     await exchange(req, run, page);
   });
 });
@@ -275,7 +283,7 @@ test('consent revoked on /konto/einwilligungen: prompt=none → consent_required
     await assertErrorAtRedirect(r, page, { error: 'consent_required', state: none.state, what: 'prompt=none without consent' });
 
     const { req, run } = await codeFlow(page);
-    assert.equal(run.trace.consent, 1, `after revoking, no consent page (${describe(run, page)})`);
+    assert.equal(run.trace.consent, 1, `after revoking, no consent page (${describeRun(run, page)})`);
     await exchange(req, run, page);
   });
 });
@@ -293,8 +301,8 @@ test('ui_locales=en: login and consent pages in English (Allow), without any lan
         };
       },
     });
-    assert.equal(run.trace.login, 1, `no login page (${describe(run, page)})`);
-    assert.equal(run.trace.consent, 1, `no consent page (${describe(run, page)})`);
+    assert.equal(run.trace.login, 1, `no login page (${describeRun(run, page)})`);
+    assert.equal(run.trace.consent, 1, `no consent page (${describeRun(run, page)})`);
     assert.match(seen.login.htmlLang ?? '', /^en\b/i, `login page for ui_locales=en has <html lang="${seen.login.htmlLang}">`);
     assert.match(seen.consent.htmlLang ?? '', /^en\b/i, `consent page for ui_locales=en has <html lang="${seen.consent.htmlLang}">`);
     assert.equal(seen.consent.allow, 1, 'no "Allow" button on the English consent page');
@@ -311,7 +319,7 @@ for (const lang of ['de', 'en', 'ls']) {
       await gotoOk(page, pageUrl('/', lang, lang === 'de' ? { lang: 'de' } : {}));
       const req = await authRequest({ scope: 'openid profile email address phone', prompt: 'consent' });
       const run = await authorize(page, req.url, { consent: 'stop' });
-      assert.equal(run.trace.consent, 1, `no consent page (${describe(run, page)})`);
+      assert.equal(run.trace.consent, 1, `no consent page (${describeRun(run, page)})`);
       await assertLanguage(page, lang);
       await assertNoAxeViolations(page, `consent page (${lang})`);
       const htmlLang = await page.locator('html').getAttribute('lang');

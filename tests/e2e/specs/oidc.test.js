@@ -21,7 +21,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as client from 'openid-client';
-import { launchBrowser, withPage, baseUrl, navigateBy, assertNoAxeViolations, norm, pageUrl, VIEWPORTS } from '../lib/harness.js';
+import {
+  launchBrowser,
+  withPage,
+  baseUrl,
+  navigateBy,
+  assertNoAxeViolations,
+  norm,
+  pageUrl,
+  VIEWPORTS,
+} from '../lib/harness.js';
 import { demoData } from '../lib/demo.js';
 import {
   RP,
@@ -41,7 +50,7 @@ import {
   loginForm,
   authorize,
   watchRp,
-  describe,
+  describeRun,
   callbackParams,
   assertErrorAtRedirect,
   exchange,
@@ -147,8 +156,8 @@ test('openid-client: code flow with PKCE, consent, ID token, userinfo, introspec
     await t.test('authorization: login page, consent page listing the attributes, Allow → code, state, iss', async () => {
       assert.equal(req.url.searchParams.get('code_challenge_method'), 'S256');
       run = await authorize(page, req.url, { consent: 'allow' });
-      assert.equal(run.trace.login, 1, `the OP did not ask the signed-out user to log in (${describe(run, page)})`);
-      assert.equal(run.trace.consent, 1, `no consent page (${describe(run, page)})`);
+      assert.equal(run.trace.login, 1, `the OP did not ask the signed-out user to log in (${describeRun(run, page)})`);
+      assert.equal(run.trace.consent, 1, `no consent page (${describeRun(run, page)})`);
       const text = run.trace.consentText[0];
       for (const [what, re] of [
         ['name (profile)', /Name/],
@@ -305,7 +314,7 @@ test('prompt=none without a session → error=login_required at the redirect URI
   await withPage(browser, t, VIEWPORTS.desktop, async (page) => {
     const req = await authRequest({ prompt: 'none' });
     const run = await authorize(page, req.url, { login: false });
-    assert.equal(run.trace.login, 0, `prompt=none showed the login page (${describe(run, page)})`);
+    assert.equal(run.trace.login, 0, `prompt=none showed the login page (${describeRun(run, page)})`);
     await assertErrorAtRedirect(run, page, { error: 'login_required', state: req.state, what: 'prompt=none' });
   });
 });
@@ -371,7 +380,7 @@ test('response_type missing → invalid_request (or an error page); response_typ
       assert.ok(['invalid_request', 'unsupported_response_type'].includes(q.error), `no response_type gave ${run.callback}`);
       assert.equal(q.state, req.state);
     } else {
-      assert.ok(run.trace.status >= 400, `no response_type: neither an error redirect nor an error page (${describe(run, page)})`);
+      assert.ok(run.trace.status >= 400, `no response_type: neither an error redirect nor an error page (${describeRun(run, page)})`);
     }
     const tok = await authRequest({ response_type: 'token' });
     const r2 = await authorize(page, tok.url, { login: false });
@@ -407,7 +416,7 @@ test('consent denied → error=access_denied at the redirect URI, with state', a
   await withPage(browser, t, VIEWPORTS.desktop, async (page) => {
     const req = await authRequest({ prompt: 'consent' });
     const run = await authorize(page, req.url, { consent: 'deny' });
-    assert.equal(run.trace.consent, 1, `no consent page (${describe(run, page)})`);
+    assert.equal(run.trace.consent, 1, `no consent page (${describeRun(run, page)})`);
     await assertErrorAtRedirect(run, page, { error: 'access_denied', state: req.state, what: 'Deny' });
   });
 });
