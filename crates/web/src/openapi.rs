@@ -38,7 +38,86 @@ fn r(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
-/// The token endpoint and the Postfach API.
+/// The OAuth2 / OpenID Connect endpoints that speak JSON, and the admin API for clients.
+fn oidc_paths() -> Value {
+    let oauth_error = json!({ "type": "object", "required": ["error"], "properties": { "error": {"type": "string"}, "error_description": {"type": "string"} } });
+    let client_auth = json!({
+        "client_id": { "type": "string" }, "client_secret": { "type": "string", "description": "client_secret_post (or send HTTP Basic: client_secret_basic)" },
+        "client_assertion_type": { "const": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" },
+        "client_assertion": { "type": "string", "description": "private_key_jwt: a JWT (iss = sub = client_id, aud = this endpoint's URL or the issuer, exp, unique jti) signed with a registered key" } });
+    let form = |required: Value, props: Value| json!({ "required": true, "content": { "application/x-www-form-urlencoded": { "schema": { "type": "object", "required": required, "properties": merge(props, client_auth.clone()) } } } });
+    let errors = json!({
+        "400": ok("RFC 6749 § 5.2 error (invalid_request, invalid_grant, unauthorized_client, unsupported_grant_type, invalid_scope)", oauth_error.clone()),
+        "401": ok("invalid_client (with WWW-Authenticate)", oauth_error.clone()),
+        "429": ok("Too many requests from this address (Retry-After)", oauth_error.clone()) });
+    let admin = json!([{ "adminToken": [] }]);
+    let admin_errors = problem_responses(&[("400", "Invalid input: the problem says what to fix"), ("401", "Missing or wrong admin token"), ("404", "No such client")]);
+    json!({
+        "/.well-known/openid-configuration": { "get": {
+            "tags": ["OpenID Connect"], "operationId": "openidConfiguration",
+            "summary": "OpenID Provider metadata (OIDC Discovery 1.0); the issuer is the public base URL",
+            "responses": { "200": ok("Provider metadata", json!({ "type": "object", "required": ["issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"] })) } } },
+        "/oidc/jwks": { "get": {
+            "tags": ["OpenID Connect"], "operationId": "oidcJwks",
+            "summary": "The provider's signing keys (ES256, RS256): current ones and, after a rotation, the previous ones until their overlap ends. Not the FIT-Connect key set at /.well-known/jwks.json",
+            "responses": { "200": { "description": "JWK set", "content": { "application/jwk-set+json": { "schema": { "type": "object", "required": ["keys"] } } } } } } },
+        "/oauth/token": { "post": {
+            "tags": ["OAuth"], "operationId": "token",
+            "summary": "Token endpoint: authorization_code (PKCE S256 required), refresh_token (rotated on every use; reuse revokes the sign-in's tokens), client_credentials (API clients; without scope: all registered scopes)",
+            "requestBody": form(json!(["grant_type"]), json!({
+                "grant_type": { "enum": ["authorization_code", "refresh_token", "client_credentials"] },
+                "code": { "type": "string" }, "redirect_uri": { "type": "string" }, "code_verifier": { "type": "string", "minLength": 43, "maxLength": 128 },
+                "refresh_token": { "type": "string" }, "scope": { "type": "string" } })),
+            "responses": merge(json!({
+                "200": ok("Tokens (access token 10 minutes; no-store)", json!({ "type": "object", "required": ["access_token", "token_type", "expires_in"], "properties": {
+                    "access_token": {"type": "string"}, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"}, "scope": {"type": "string"},
+                    "id_token": {"type": "string", "description": "Code and refresh grants: JWT with iss, sub, aud, exp, iat, auth_time, nonce, acr (STORK-QAA-Level-1…4), amr, sid, at_hash"},
+                    "refresh_token": {"type": "string"} } })) }), errors.clone()) } },
+        "/oauth/introspect": { "post": {
+            "tags": ["OAuth"], "operationId": "introspect",
+            "summary": "Token introspection (RFC 7662): a client sees its own tokens; a client with scope introspect (a resource server) any",
+            "requestBody": form(json!(["token"]), json!({ "token": {"type": "string"}, "token_type_hint": {"enum": ["access_token", "refresh_token"]} })),
+            "responses": merge(json!({ "200": ok("active, and for active tokens: client_id, scope, sub, exp, iat, iss, sid, acr", json!({ "type": "object", "required": ["active"] })) }), errors.clone()) } },
+        "/oauth/revoke": { "post": {
+            "tags": ["OAuth"], "operationId": "revoke",
+            "summary": "Token revocation (RFC 7009) of the client's own access or refresh token (a refresh token takes its whole sign-in with it); 200 also for unknown tokens",
+            "requestBody": form(json!(["token"]), json!({ "token": {"type": "string"}, "token_type_hint": {"enum": ["access_token", "refresh_token"]} })),
+            "responses": merge(json!({ "200": { "description": "Revoked (or unknown)" } }), errors) } },
+        "/oidc/userinfo": {
+            "get": { "tags": ["OpenID Connect"], "operationId": "userinfo", "security": [{ "userAccessToken": [] }],
+                "summary": "The claims the user agreed to release (scopes profile, email, address, phone, trust_level, organisation); every call is recorded in the account's activity",
+                "responses": { "200": ok("Claims", json!({ "type": "object", "required": ["sub"] })), "401": ok("invalid_token (WWW-Authenticate: Bearer)", oauth_error.clone()) } },
+            "post": { "tags": ["OpenID Connect"], "operationId": "userinfoPost", "security": [{ "userAccessToken": [] }],
+                "summary": "As GET; the token may also come as access_token in a form body (RFC 6750 § 2.2)",
+                "responses": { "200": ok("Claims", json!({ "type": "object", "required": ["sub"] })), "401": ok("invalid_token", oauth_error) } } },
+        "/api/admin/v1/clients": {
+            "get": { "tags": ["Admin"], "operationId": "listClients", "security": admin, "summary": "Registered OAuth2 / OpenID clients (without secrets)",
+                "responses": merge(json!({ "200": ok("Clients", json!({ "type": "object", "properties": { "clients": { "type": "array" } } })) }), admin_errors.clone()) },
+            "post": { "tags": ["Admin"], "operationId": "createClient", "security": admin,
+                "summary": "Register a client; the answer holds the secret, shown only this once",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string", "maxLength": 200}, "kind": {"enum": ["web", "api"], "default": "api"}, "authority": {"type": "string", "description": "ARS the client acts for"},
+                    "scopes": {"type": "array", "items": {"type": "string"}, "description": "API clients: scopes they may request"},
+                    "redirect_uris": {"type": "array", "items": {"type": "string"}}, "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
+                    "id_token_alg": {"enum": ["ES256", "RS256"]}, "subject_type": {"enum": ["public", "pairwise"]}, "sector_identifier": {"type": "string"},
+                    "jwks": {"type": "object", "description": "Public keys for private_key_jwt"}, "frontchannel_logout_uri": {"type": "string"}, "backchannel_logout_uri": {"type": "string"},
+                    "destinations": {"type": "array", "items": {"type": "string"}} } } } } },
+                "responses": merge(json!({ "201": ok("Registered", json!({ "type": "object", "properties": { "client_id": {"type": "string"}, "client_secret": {"type": "string"} } })) }), admin_errors.clone()) } },
+        "/api/admin/v1/clients/{id}/active": { "put": { "tags": ["Admin"], "operationId": "setClientActive", "security": admin,
+            "summary": "Disable (tokens stop working) or enable a client", "parameters": [path_param("id", "Client id")],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["active"], "properties": { "active": {"type": "boolean"} } } } } },
+            "responses": merge(json!({ "204": { "description": "Done" } }), admin_errors.clone()) } },
+        "/api/admin/v1/clients/{id}/secret": { "post": { "tags": ["Admin"], "operationId": "rotateClientSecret", "security": admin,
+            "summary": "A new secret for the client; the old one stops working at once", "parameters": [path_param("id", "Client id")],
+            "responses": merge(json!({ "200": ok("New secret", json!({ "type": "object", "properties": { "client_id": {"type": "string"}, "client_secret": {"type": "string"} } })) }), admin_errors.clone()) } },
+        "/api/admin/v1/oidc/keys/rotate": { "post": { "tags": ["Admin"], "operationId": "rotateOidcKeys", "security": admin,
+            "summary": "New ES256 and RS256 signing keys; the old ones stay in the JWKS for overlap_hours (default 24); other nodes switch within 30 s",
+            "parameters": [query("overlap_hours", "Hours the old keys stay published (0–2160)", json!({"type": "integer"}), false)],
+            "responses": merge(json!({ "200": ok("New key ids", json!({ "type": "object" })) }), admin_errors) } },
+    })
+}
+
+/// The Postfach API.
 fn postfach_paths() -> Value {
     let bearer = json!([{ "clientCredentials": ["postfach:deliver"] }]);
     let errors = problem_responses(&[
@@ -56,17 +135,6 @@ fn postfach_paths() -> Value {
     let attachment = json!({ "type": "object", "properties": { "position": {"type": "integer"}, "filename": {"type": "string"}, "mediaType": {"type": "string"}, "size": {"type": "integer"}, "sha256": {"type": "string"} } });
     let reply = json!({ "type": "object", "properties": { "id": {"type": "string"}, "inReplyTo": {"type": "string"}, "subject": {"type": "string"}, "body": {"type": "string"}, "placedAt": {"type": "string", "format": "date-time"}, "attachmentCount": {"type": "integer"} } });
     json!({
-        "/oauth/token": { "post": {
-            "tags": ["OAuth"], "operationId": "token",
-            "summary": "OAuth2 token endpoint, client credentials grant (RFC 6749 § 4.4); client_secret_basic or client_secret_post",
-            "requestBody": { "required": true, "content": { "application/x-www-form-urlencoded": { "schema": { "type": "object", "required": ["grant_type"], "properties": {
-                "grant_type": { "const": "client_credentials" }, "scope": { "type": "string" }, "client_id": { "type": "string" }, "client_secret": { "type": "string" } } } } } },
-            "responses": {
-                "200": ok("Access token (10 minutes)", json!({ "type": "object", "properties": { "access_token": {"type": "string"}, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"}, "scope": {"type": "string"} } })),
-                "400": ok("RFC 6749 error (invalid_request, unsupported_grant_type, invalid_scope)", json!({ "type": "object", "properties": { "error": {"type": "string"}, "error_description": {"type": "string"} } })),
-                "401": ok("invalid_client", json!({ "type": "object", "properties": { "error": {"type": "string"}, "error_description": {"type": "string"} } }))
-            }
-        }},
         "/api/postfach/v1/messages": { "post": {
             "tags": ["Postfach"], "operationId": "deliverMessage", "security": bearer,
             "summary": "Deliver a message into a Postfach (OZG § 9: placed now; the citizen is notified by e-mail)",
@@ -266,7 +334,8 @@ fn base_document(base_url: &str) -> Value {
         "components": {
             "securitySchemes": {
                 "adminToken": { "type": "http", "scheme": "bearer", "description": "RATHAUS_ADMIN_TOKEN" },
-                "clientCredentials": { "type": "oauth2", "flows": { "clientCredentials": { "tokenUrl": format!("{base_url}/oauth/token"), "scopes": { "postfach:deliver": "Deliver messages into Postfächer" } } } }
+                "clientCredentials": { "type": "oauth2", "flows": { "clientCredentials": { "tokenUrl": format!("{base_url}/oauth/token"), "scopes": { "postfach:deliver": "Deliver messages into Postfächer" } } } },
+                "userAccessToken": { "type": "openIdConnect", "openIdConnectUrl": format!("{base_url}/.well-known/openid-configuration") }
             },
             "schemas": schemas()
         }
@@ -275,6 +344,9 @@ fn base_document(base_url: &str) -> Value {
 
 pub fn document(base_url: &str) -> Value {
     let mut doc = base_document(base_url);
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), oidc_paths()) {
+        paths.extend(more);
+    }
     if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), postfach_paths()) {
         paths.extend(more);
     }
