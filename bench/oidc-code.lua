@@ -28,15 +28,17 @@
 -- socket error, or more connections than threads) drops that exchange and counts it as
 -- "<step>:lost".
 --
--- Exchange latency (step 1 sent -> userinfo answered) is measured with clock_gettime through
--- LuaJIT's FFI and kept in a histogram of 10 µs buckets.
+-- Exchange latency (step 1 sent -> userinfo answered) and the latency of each step are measured
+-- with clock_gettime through LuaJIT's FFI and kept in histograms of 10 µs buckets.
 --
 -- done() prints human-readable lines and one machine-readable line starting with "RESULT":
 --   RESULT rps=… exchanges_per_s=… x_p50_ms=… x_p90_ms=… x_p99_ms=… x_p999_ms=… x_max_ms=…
---          p50_ms=… p90_ms=… p99_ms=… max_ms=… requests=… exchanges=… errors=… non2xx=…
+--          p50_ms=… p90_ms=… p99_ms=… max_ms=… a_p50_ms=… a_p99_ms=… t_p50_ms=… t_p99_ms=…
+--          u_p50_ms=… u_p99_ms=… requests=… exchanges=… errors=… non2xx=…
 --          socket_errors=… timeouts=… codes=200:…,303:… step_errors=token:400:3,…
 -- (rps and p50_ms…max_ms: wrk's per-request figures over all three kinds of request; x_*:
--- per complete exchange; step_errors "none" when there were none.)
+-- per complete exchange; a_/t_/u_: per authorize, token, userinfo request; step_errors "none"
+-- when there were none.)
 
 local ffi = require("ffi")
 ffi.cdef [[
@@ -113,6 +115,9 @@ step_errors = {}
 exchanges = 0
 errors = 0
 hist = {} -- exchange latency: bucket of 10 µs -> count
+-- the same per step (one request); flat globals, as wrk's thread:get copies one table level only
+hist_authorize, hist_token, hist_userinfo = {}, {}, {}
+local step_hist = { authorize = hist_authorize, token = hist_token, userinfo = hist_userinfo }
 samples = {}
 
 local o
@@ -121,7 +126,7 @@ local seq, tid, nsamples, calls = 0, 0, 0, 0
 local step = nil -- kind of the request in flight: "authorize", "token", "userinfo" or nil
 local next_req = nil -- the request to send next (nil: start a new exchange)
 local next_step = nil
-local state, t0 = nil, 0
+local state, t0, t_step = nil, 0, 0
 
 function init(args)
    o = parse_args(args)
@@ -180,6 +185,7 @@ function request()
       t0 = now_us()
    end
    step = next_step
+   t_step = now_us()
    local r = next_req
    next_req, next_step = nil, nil
    return r
@@ -189,6 +195,11 @@ function response(status, headers, body)
    codes[status] = (codes[status] or 0) + 1
    local kind = step
    step = nil
+   local sh = kind and step_hist[kind]
+   if sh then
+      local b = math.floor((now_us() - t_step) / 10)
+      sh[b] = (sh[b] or 0) + 1
+   end
    if kind == "authorize" then
       local location = header(headers, "Location") or ""
       if status ~= 302 and status ~= 303 then
@@ -229,6 +240,7 @@ end
 
 function done(summary, latency, requests_stats)
    local all, h, serr, all_samples = {}, {}, {}, {}
+   local sh = { authorize = {}, token = {}, userinfo = {} }
    local total_x, total_err = 0, 0
    for _, t in ipairs(threads) do
       local c = t:get("codes")
@@ -238,6 +250,12 @@ function done(summary, latency, requests_stats)
       local th = t:get("hist")
       if th ~= nil then
          for k, v in pairs(th) do h[k] = (h[k] or 0) + v end
+      end
+      for kind, hh in pairs(sh) do
+         local th2 = t:get("hist_" .. kind)
+         if th2 ~= nil then
+            for k, v in pairs(th2) do hh[k] = (hh[k] or 0) + v end
+         end
       end
       local se = t:get("step_errors")
       if se ~= nil then
@@ -264,21 +282,29 @@ function done(summary, latency, requests_stats)
    local codes_text = joined(all, true)
    local errors_text = joined(serr, false)
 
-   -- exchange latency percentiles from the histogram (bucket upper bound, ms)
-   local buckets = {}
-   for k, _ in pairs(h) do table.insert(buckets, k) end
-   table.sort(buckets)
-   local function xpct(p)
-      if total_x == 0 then return 0 end
-      local want = math.ceil(total_x * p / 100)
-      local seen = 0
-      for _, b in ipairs(buckets) do
-         seen = seen + h[b]
-         if seen >= want then return (b + 1) * 10 / 1000.0 end
+   -- latency percentiles from a histogram of 10 µs buckets (bucket upper bound, ms)
+   local function pct_fn(hh)
+      local buckets, total = {}, 0
+      for k, v in pairs(hh) do
+         table.insert(buckets, k)
+         total = total + v
       end
-      return (buckets[#buckets] + 1) * 10 / 1000.0
+      table.sort(buckets)
+      return function(p)
+         if total == 0 then return 0 end
+         if p >= 100 then return (buckets[#buckets] + 1) * 10 / 1000.0 end
+         local want = math.ceil(total * p / 100)
+         local seen = 0
+         for _, b in ipairs(buckets) do
+            seen = seen + hh[b]
+            if seen >= want then return (b + 1) * 10 / 1000.0 end
+         end
+         return (buckets[#buckets] + 1) * 10 / 1000.0
+      end
    end
-   local x_max = (#buckets > 0) and (buckets[#buckets] + 1) * 10 / 1000.0 or 0
+   local xpct = pct_fn(h)
+   local x_max = xpct(100)
+   local apct, tpct, upct = pct_fn(sh.authorize), pct_fn(sh.token), pct_fn(sh.userinfo)
 
    local secs = summary.duration / 1e6
    local e = summary.errors
@@ -291,6 +317,8 @@ function done(summary, latency, requests_stats)
                           xpct(50), xpct(90), xpct(99), xpct(99.9), x_max))
    io.write(string.format("request latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
                           ms(50), ms(90), ms(99), latency.max / 1000.0))
+   io.write(string.format("per step p50 / p99 / max ms: authorize %.2f / %.2f / %.2f, token %.2f / %.2f / %.2f, userinfo %.2f / %.2f / %.2f\n",
+                          apct(50), apct(99), apct(100), tpct(50), tpct(99), tpct(100), upct(50), upct(99), upct(100)))
    io.write(string.format("HTTP status:   %s\n", codes_text))
    io.write(string.format("errors:        %d (%s)\n", total_err, errors_text))
    io.write(string.format("socket errors: connect %d, read %d, write %d, timeout %d\n",
@@ -300,8 +328,9 @@ function done(summary, latency, requests_stats)
       io.write("error sample:  " .. s .. "\n")
    end
    io.write(string.format(
-      "RESULT rps=%.2f exchanges_per_s=%.2f x_p50_ms=%.3f x_p90_ms=%.3f x_p99_ms=%.3f x_p999_ms=%.3f x_max_ms=%.3f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f requests=%d exchanges=%d errors=%d non2xx=%d socket_errors=%d timeouts=%d codes=%s step_errors=%s\n",
+      "RESULT rps=%.2f exchanges_per_s=%.2f x_p50_ms=%.3f x_p90_ms=%.3f x_p99_ms=%.3f x_p999_ms=%.3f x_max_ms=%.3f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f a_p50_ms=%.3f a_p99_ms=%.3f t_p50_ms=%.3f t_p99_ms=%.3f u_p50_ms=%.3f u_p99_ms=%.3f requests=%d exchanges=%d errors=%d non2xx=%d socket_errors=%d timeouts=%d codes=%s step_errors=%s\n",
       summary.requests / secs, total_x / secs, xpct(50), xpct(90), xpct(99), xpct(99.9), x_max,
-      ms(50), ms(90), ms(99), latency.max / 1000.0, summary.requests, total_x, total_err, e.status,
+      ms(50), ms(90), ms(99), latency.max / 1000.0, apct(50), apct(99), tpct(50), tpct(99), upct(50), upct(99),
+      summary.requests, total_x, total_err, e.status,
       socket_errors, e.timeout, codes_text, errors_text))
 end

@@ -447,6 +447,15 @@ report() {
     want peer && row peer-code "code flow, oidc-provider"
     want rathaus && row rathaus-code "code flow, rathaus"
     echo
+    local k name
+    for k in peer-code rathaus-code; do
+        [[ -n "${R[$k]:-}" ]] || continue
+        name=rathaus:
+        [[ $k == peer-* ]] && name=oidc-provider:
+        printf 'code flow per request, %-14s p50 / p99 ms: authorize %s / %s, token %s / %s, userinfo %s / %s\n' \
+            "$name" "$(f a_p50_ms "${R[$k]}")" "$(f a_p99_ms "${R[$k]}")" "$(f t_p50_ms "${R[$k]}")" \
+            "$(f t_p99_ms "${R[$k]}")" "$(f u_p50_ms "${R[$k]}")" "$(f u_p99_ms "${R[$k]}")"
+    done
     echo "per s: grants/s (client credentials) or complete exchanges/s (code flow: counted at the 200 of userinfo);"
     echo "latency: per grant, or per complete exchange (3 requests); per core = per s / the cores the server can use"
     echo "(rathaus $CORES, oidc-provider 1); per cpu-s = per s / the cores it kept busy (its CPU time, all threads)"

@@ -106,6 +106,8 @@ pub struct App {
     oidc: oidc::OidcState,
     /// Wakes the back-channel logout worker when a notice was queued.
     logout_wake: Arc<tokio::sync::Notify>,
+    /// Signs the admin pages' session cookie.
+    admin_mac: crypto::MacKey,
 }
 
 impl std::fmt::Debug for App {
@@ -143,7 +145,9 @@ impl App {
         });
         let webauthn = passkeys::relying_party(&settings.public_url);
         let oidc = oidc::OidcState::open(&store, &kek).await?;
+        let admin_mac = kek.derive_mac("admin-pages/session");
         let app = Arc::new(App {
+            admin_mac,
             oidc,
             logout_wake: Arc::new(tokio::sync::Notify::new()),
             directory: ArcSwap::from_pointee(load_directory(&store, &settings.public_url).await?),
@@ -161,6 +165,30 @@ impl App {
         });
         app.resign().await?;
         Ok(app)
+    }
+
+    /// The admin pages' session cookie value: valid until `expires` (Unix seconds) and only
+    /// while the admin token stays the same (changing the token signs every admin out).
+    pub fn admin_session_value(&self, admin_token: &str, expires: i64) -> String {
+        let tag = self.admin_mac.mac_b64(
+            format!("{expires}\n{}", crypto::sha256_hex(admin_token.as_bytes())).as_bytes(),
+        );
+        format!("{expires}.{tag}")
+    }
+
+    /// Checks a value made by [`App::admin_session_value`].
+    pub fn admin_session_valid(&self, admin_token: &str, value: &str) -> bool {
+        let Some((exp, _)) = value.split_once('.') else {
+            return false;
+        };
+        let Ok(expires) = exp.parse::<i64>() else {
+            return false;
+        };
+        expires > time::OffsetDateTime::now_utc().unix_timestamp()
+            && crypto::constant_time_eq(
+                self.admin_session_value(admin_token, expires).as_bytes(),
+                value.as_bytes(),
+            )
     }
 
     pub fn store(&self) -> &Store {

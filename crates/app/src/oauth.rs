@@ -202,6 +202,7 @@ impl App {
             &scope,
             OffsetDateTime::now_utc(),
             None,
+            None,
         );
         Ok(TokenGrant {
             access_token: token,

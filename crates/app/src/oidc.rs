@@ -176,6 +176,10 @@ struct AccessClaims {
     jti: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     acr: Option<u8>,
+    /// The refresh-token family of the sign-in: revoking it (logout, consent withdrawn,
+    /// RFC 7009 revocation, detected reuse) ends this token too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fam: Option<String>,
 }
 
 /// An authorization request waiting for login or consent, sealed into the URL.
@@ -749,11 +753,13 @@ impl App {
         };
         let now = unix(OffsetDateTime::now_utc());
         let claims = v.claims;
+        // RFC 7523 § 3: the token endpoint's URL names the authorization server, also when
+        // the assertion authenticates at introspection or revocation (RFC 7662 § 2.1).
+        let token_endpoint = format!("{}/oauth/token", self.issuer());
+        let accepted = |a: &str| a == endpoint || a == token_endpoint || a == self.issuer();
         let aud_ok = match claims.get("aud") {
-            Some(Value::String(a)) => a == endpoint || a == self.issuer(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .any(|a| a.as_str() == Some(endpoint) || a.as_str() == Some(self.issuer())),
+            Some(Value::String(a)) => accepted(a),
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str().is_some_and(accepted)),
             _ => false,
         };
         let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
@@ -762,7 +768,9 @@ impl App {
             return invalid("client_assertion: sub must equal iss (the client_id)");
         }
         if !aud_ok {
-            return invalid("client_assertion: aud must be the token endpoint URL or the issuer");
+            return invalid(
+                "client_assertion: aud must be the token endpoint URL (or this endpoint's URL, or the issuer)",
+            );
         }
         if exp < now - 30 || exp > now + 3600 {
             return invalid("client_assertion: exp must be in the future, at most an hour away");
@@ -820,6 +828,7 @@ impl App {
         scope: &str,
         now: OffsetDateTime,
         jti: Option<String>,
+        family: Option<&str>,
     ) -> (String, String, OffsetDateTime) {
         let exp = now + ACCESS_TOKEN_LIFETIME;
         let jti = jti.unwrap_or_else(|| crypto::random_token(16));
@@ -832,6 +841,7 @@ impl App {
             iat: unix(now),
             exp: unix(exp),
             jti: jti.clone(),
+            fam: family.map(str::to_owned),
         };
         let json = serde_json::to_vec(&claims).unwrap_or_default();
         let sealed = self.oidc().token_key.wrap(b"access-token", &json);
@@ -861,6 +871,11 @@ impl App {
         };
         if claims.exp <= unix(OffsetDateTime::now_utc())
             || self.store.jti_revoked(&claims.jti).await?
+        {
+            return Ok(None);
+        }
+        if let Some(f) = &claims.fam
+            && self.store.refresh_family_revoked(f).await?
         {
             return Ok(None);
         }
@@ -976,6 +991,7 @@ impl App {
             &scope,
             now,
             jti,
+            family.as_deref(),
         );
         let sub = self.subject(&client.config, &grant.account_id);
         let alg = client.config.id_token_alg();

@@ -395,6 +395,17 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// Whether any token of the family was revoked (the whole sign-in is then over).
+    pub async fn refresh_family_revoked(&self, family_id: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM oidc_refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL LIMIT 1",
+        )
+        .bind(family_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     pub async fn revoke_refresh_family(&self, family_id: &str, now: OffsetDateTime) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE oidc_refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",

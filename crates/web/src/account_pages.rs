@@ -72,7 +72,7 @@ pub(crate) struct Field {
 }
 
 impl Field {
-    fn new(
+    pub(crate) fn new(
         page: &Page,
         name: &'static str,
         kind: &'static str,

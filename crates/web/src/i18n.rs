@@ -14,6 +14,7 @@ const DE: &[&str] = &[
     include_str!("../i18n/profile.de.json"),
     include_str!("../i18n/passkeys.de.json"),
     include_str!("../i18n/oidc.de.json"),
+    include_str!("../i18n/admin.de.json"),
 ];
 const EN: &[&str] = &[
     include_str!("../i18n/en.json"),
@@ -22,6 +23,7 @@ const EN: &[&str] = &[
     include_str!("../i18n/profile.en.json"),
     include_str!("../i18n/passkeys.en.json"),
     include_str!("../i18n/oidc.en.json"),
+    include_str!("../i18n/admin.en.json"),
 ];
 const LS: &[&str] = &[
     include_str!("../i18n/ls.json"),
@@ -30,6 +32,7 @@ const LS: &[&str] = &[
     include_str!("../i18n/profile.ls.json"),
     include_str!("../i18n/passkeys.ls.json"),
     include_str!("../i18n/oidc.ls.json"),
+    include_str!("../i18n/admin.ls.json"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 
 mod account_pages;
 mod admin_api;
+mod admin_pages;
 mod csrf;
 mod i18n;
 mod middleware;
@@ -78,6 +79,8 @@ pub(crate) struct Shared {
     pub secure: bool,
     pub routing_limiter: RateLimiter,
     pub feedback_limiter: RateLimiter,
+    /// Sign-ins to the admin pages, per client address.
+    pub admin_login_limiter: RateLimiter,
     /// Forms that send mail (registration, reset, e-mail change), per client address.
     pub account_mail_limiter: RateLimiter,
     /// The OAuth token endpoint, per client address.
@@ -112,6 +115,7 @@ pub fn router(app: Arc<App>, config: WebConfig) -> Router {
         secure,
         routing_limiter: RateLimiter::new(config.routing_rate_limit, Duration::from_secs(60)),
         feedback_limiter: RateLimiter::new(5, Duration::from_secs(600)),
+        admin_login_limiter: RateLimiter::new(10, Duration::from_secs(600)),
         account_mail_limiter: RateLimiter::new(10, Duration::from_secs(600)),
         token_limiter: RateLimiter::new(config.token_rate_limit, Duration::from_secs(60)),
         templates: templates::Templates::new(),
@@ -133,6 +137,7 @@ pub fn router(app: Arc<App>, config: WebConfig) -> Router {
         .merge(passkey_pages::router())
         .merge(oauth_api::router())
         .merge(oidc_pages::router())
+        .merge(admin_pages::router())
         .merge(postfach_api::router(postfach_body_limit))
         .merge(postfach_pages::router(postfach_body_limit))
         .fallback(pages::not_found)

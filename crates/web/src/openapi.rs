@@ -51,7 +51,11 @@ fn oidc_paths() -> Value {
         "401": ok("invalid_client (with WWW-Authenticate)", oauth_error.clone()),
         "429": ok("Too many requests from this address (Retry-After)", oauth_error.clone()) });
     let admin = json!([{ "adminToken": [] }]);
-    let admin_errors = problem_responses(&[("400", "Invalid input: the problem says what to fix"), ("401", "Missing or wrong admin token"), ("404", "No such client")]);
+    let admin_errors = problem_responses(&[
+        ("400", "Invalid input: the problem says what to fix"),
+        ("401", "Missing or wrong admin token"),
+        ("404", "No such client"),
+    ]);
     json!({
         "/.well-known/openid-configuration": { "get": {
             "tags": ["OpenID Connect"], "operationId": "openidConfiguration",

@@ -33,6 +33,10 @@ impl Templates {
                 "oidc_error.html",
                 include_str!("../templates/oidc_error.html"),
             ),
+            (
+                "admin_clients.html",
+                include_str!("../templates/admin_clients.html"),
+            ),
             ("konto.html", include_str!("../templates/konto.html")),
             (
                 "konto_form.html",

@@ -1472,6 +1472,15 @@ async fn oidc_code_flow_issues_verifiable_tokens_and_rotates_refresh_tokens() {
         )
         .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "the family is revoked");
+        // ... and with it the access tokens of that sign-in (RFC 7009 § 2.1 spirit).
+        let at2 = t2["access_token"].as_str().unwrap();
+        let res = client()
+            .get(format!("{}/oidc/userinfo", s.base))
+            .bearer_auth(at2)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
         // Code reuse revokes the access token issued for it.
         let (st, _) = token_request(
@@ -1912,5 +1921,99 @@ async fn oidc_private_key_jwt_pairwise_subjects_logout_and_key_rotation() {
         // An unregistered post-logout URI is refused.
         let res = client().get(format!("{}/oidc/logout?client_id={id}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F", s.base)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test]
+async fn admin_pages_need_the_admin_token_and_register_clients() {
+    for s in servers() {
+        eprintln!("-- {:?}", s.backend);
+        let c = client();
+        let res = c
+            .get(format!("{}/admin/clients", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        let login = c
+            .get(format!("{}/admin/anmelden", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let res = c
+            .post(format!("{}/admin/anmelden", s.base))
+            .form(&[
+                ("csrf_token", csrf_of(&login).as_str()),
+                ("admin_token", "wrong"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(res.text().await.unwrap().contains("admin_token-error"));
+        let res = c
+            .post(format!("{}/admin/anmelden", s.base))
+            .form(&[
+                ("csrf_token", csrf_of(&login).as_str()),
+                ("admin_token", ADMIN_TOKEN),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        assert!(
+            !cookie.contains(ADMIN_TOKEN),
+            "the cookie never holds the token"
+        );
+        let page = c
+            .get(format!("{}/admin/clients", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains(&s.demo.oidc_client.client_id), "{page}");
+        let res = c
+            .post(format!("{}/admin/clients", s.base))
+            .form(&[
+                ("csrf_token", csrf_of(&page).as_str()),
+                ("name", "Kita-Anmeldung"),
+                ("kind", "web"),
+                ("redirect_uris", "http://rp.example/cb"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "plain http refused, next to the field"
+        );
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains("config-error") && html.contains("Kita-Anmeldung"),
+            "input kept"
+        );
+        let res = c
+            .post(format!("{}/admin/clients", s.base))
+            .form(&[
+                ("csrf_token", csrf_of(&page).as_str()),
+                ("name", "Kita-Anmeldung"),
+                ("kind", "web"),
+                ("redirect_uris", "https://kita.example/cb\r\n"),
+                ("subject_type", "pairwise"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let html = res.text().await.unwrap();
+        assert!(html.contains("client_secret") && html.contains("kita.example"));
     }
 }
