@@ -170,6 +170,7 @@ impl App {
         self.store
             .set_oauth_client_secret(client_id, &self.secret_digest(&secret))
             .await?;
+        self.forget_client(client_id);
         Ok(Some(secret))
     }
 

@@ -21,7 +21,7 @@ use domain::TrustLevel;
 use oidc::{AuthorizationRequest, ClientConfig, ClientKind, Prompt, SubjectType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use store::{OidcKeyRecord, Redemption, RefreshRecord};
+use store::{OidcKeyRecord, RefreshRecord};
 use time::OffsetDateTime;
 
 use crate::accounts::{ClientInfo, Session};
@@ -39,11 +39,20 @@ const KEY_RELOAD: Duration = Duration::from_secs(30);
 /// than relying parties usually cache a key set.
 pub const DEFAULT_KEY_OVERLAP: time::Duration = time::Duration::hours(24);
 const ACCESS_TOKEN_PREFIX: &str = "rat1.";
+/// How long a node trusts a client registration it read: a disabled client or a new secret
+/// takes effect on other nodes within this time (at once on the node that changed it).
+const CLIENT_CACHE: Duration = Duration::from_secs(5);
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// Keys derived from the KEK for the provider, and its signing keys.
 pub(crate) struct OidcState {
     token_key: Kek,
+    code_key: Kek,
+    /// Registrations read in the last few seconds: the token path reads them on every request.
+    #[allow(clippy::type_complexity)]
+    clients: std::sync::RwLock<
+        HashMap<String, (Instant, Option<Arc<(store::OAuthClient, ClientConfig)>>)>,
+    >,
     interaction_key: Kek,
     pub(crate) secret_mac: MacKey,
     pairwise_mac: MacKey,
@@ -62,6 +71,8 @@ impl OidcState {
     pub(crate) async fn open(store: &store::Store, kek: &Kek) -> Result<OidcState> {
         let state = OidcState {
             token_key: kek.derive("oauth/access-token"),
+            code_key: kek.derive("oidc/authorization-code"),
+            clients: std::sync::RwLock::new(HashMap::new()),
             interaction_key: kek.derive("oidc/interaction"),
             secret_mac: kek.derive_mac("oauth/client-secret"),
             pairwise_mac: kek.derive_mac("oidc/pairwise-subject"),
@@ -161,6 +172,18 @@ struct GrantData {
     redirect_uri: String,
     code_challenge: String,
 }
+
+/// The contents of an authorization code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SealedCode {
+    cid: String,
+    exp: i64,
+    /// Makes every code unique, so its hash can record its single use.
+    id: String,
+    grant: GrantData,
+}
+
+const CODE_PREFIX: &str = "rac1.";
 
 /// The contents of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -367,18 +390,67 @@ impl App {
         &self,
         client_id: &str,
     ) -> Result<Option<(store::OAuthClient, ClientConfig)>> {
+        Ok(self
+            .cached_client(client_id)
+            .await?
+            .map(|c| (c.0.clone(), c.1.clone())))
+    }
+
+    async fn cached_client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<Arc<(store::OAuthClient, ClientConfig)>>> {
         if client_id.is_empty() || client_id.len() > 200 {
             return Ok(None);
         }
-        let Some(c) = self.store.oauth_client(client_id).await? else {
-            return Ok(None);
-        };
-        if !c.active {
-            return Ok(None);
+        if let Ok(cache) = self.oidc().clients.read()
+            && let Some((at, entry)) = cache.get(client_id)
+            && at.elapsed() < CLIENT_CACHE
+        {
+            return Ok(entry.clone());
         }
-        let config: ClientConfig = serde_json::from_str(&c.config)
-            .map_err(|e| AppError::Internal(format!("client {client_id} registration: {e}")))?;
-        Ok(Some((c, config)))
+        let entry = match self.store.oauth_client(client_id).await? {
+            Some(c) if c.active => {
+                let config: ClientConfig = serde_json::from_str(&c.config).map_err(|e| {
+                    AppError::Internal(format!("client {client_id} registration: {e}"))
+                })?;
+                Some(Arc::new((c, config)))
+            }
+            _ => None,
+        };
+        if let Ok(mut cache) = self.oidc().clients.write() {
+            // Unknown ids are cached too (bounded), so probing them costs no query each.
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(client_id.to_owned(), (Instant::now(), entry.clone()));
+        }
+        Ok(entry)
+    }
+
+    /// Drops a cached registration after this node changed it.
+    pub(crate) fn forget_client(&self, client_id: &str) {
+        if let Ok(mut cache) = self.oidc().clients.write() {
+            cache.remove(client_id);
+        }
+    }
+
+    fn seal_code(&self, code: &SealedCode) -> String {
+        let json = serde_json::to_vec(code).unwrap_or_default();
+        format!(
+            "{CODE_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(self.oidc().code_key.wrap(b"code", &json))
+        )
+    }
+
+    fn unseal_code(&self, code: &str) -> Option<SealedCode> {
+        let b64 = code.strip_prefix(CODE_PREFIX)?;
+        if b64.len() > 8192 {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD.decode(b64).ok()?;
+        let json = self.oidc().code_key.unwrap(b"code", &raw).ok()?;
+        serde_json::from_slice(&json).ok()
     }
 
     // ---- authorization endpoint ----
@@ -560,7 +632,10 @@ impl App {
             .login_hint
             .as_deref()
             .is_some_and(|h| h.contains('@') && !h.trim().eq_ignore_ascii_case(&session.email));
-        let too_old = req.max_age.is_some_and(|m| unix(now) - auth_time > m);
+        // In microseconds, so that max_age=0 means "sign in again" even within the second.
+        let too_old = req.max_age.is_some_and(|m| {
+            unix_micros(now) - unix_micros(session.authenticated_at) > m.saturating_mul(1_000_000)
+        });
         if !fresh && (req.prompt == Prompt::Login || too_old || hint_mismatch) {
             if req.prompt == Prompt::None {
                 return Ok(self.request_error(req.error(
@@ -627,8 +702,8 @@ impl App {
                 }));
             }
         }
-        // Issue the code.
-        let code = crypto::random_token(32);
+        // The code is sealed, not stored: authorize writes nothing; its single use is
+        // recorded when it is exchanged.
         let grant = GrantData {
             account_id: session.account_id.clone(),
             sid: session.public_id.clone(),
@@ -640,20 +715,12 @@ impl App {
             redirect_uri: req.redirect_uri.clone(),
             code_challenge: req.code_challenge.clone(),
         };
-        let data = serde_json::to_string(&grant).map_err(|e| AppError::Internal(e.to_string()))?;
-        self.store
-            .insert_code(
-                &hash(&code),
-                &client.client_id,
-                &data,
-                now,
-                now + CODE_LIFETIME,
-            )
-            .await?;
-        let sub = self.subject(&config, &session.account_id);
-        self.store
-            .add_session_client(&session.public_id, &client.client_id, &sub, now)
-            .await?;
+        let code = self.seal_code(&SealedCode {
+            cid: client.client_id.clone(),
+            exp: unix(now + CODE_LIFETIME),
+            id: crypto::random_token(16),
+            grant,
+        });
         let mut p = vec![("code", code.as_str())];
         if let Some(s) = &req.state {
             p.push(("state", s));
@@ -811,6 +878,7 @@ impl App {
         self.store
             .set_oauth_client_secret(&c.client_id, &self.secret_digest(secret))
             .await?;
+        self.forget_client(&c.client_id);
         Ok(true)
     }
 
@@ -914,29 +982,57 @@ impl App {
         if client.config.kind != ClientKind::Web {
             return Ok(Err(OAuthError::UnauthorizedClient));
         }
-        if code.is_empty() || code.len() > 100 {
+        let now = OffsetDateTime::now_utc();
+        let Some(sealed) = self.unseal_code(code) else {
             return Ok(Err(OAuthError::InvalidGrant(
-                "code is missing or malformed".into(),
+                "the code is unknown or malformed".into(),
+            )));
+        };
+        if sealed.cid != client.client_id {
+            return Ok(Err(OAuthError::InvalidGrant(
+                "the code belongs to another client".into(),
             )));
         }
-        let now = OffsetDateTime::now_utc();
+        if sealed.exp <= unix(now) {
+            return Ok(Err(OAuthError::InvalidGrant(
+                "the code expired (codes live 60 seconds)".into(),
+            )));
+        }
+        let grant = sealed.grant;
+        if grant.redirect_uri != redirect_uri {
+            return Ok(Err(OAuthError::InvalidGrant(
+                "redirect_uri differs from the one in the authorization request".into(),
+            )));
+        }
+        if !oidc::verify_pkce(&grant.code_challenge, code_verifier) {
+            return Ok(Err(OAuthError::InvalidGrant(
+                "code_verifier does not match the code_challenge (PKCE S256)".into(),
+            )));
+        }
         let family = uuid::Uuid::new_v4().to_string();
-        // The access token's id is fixed before redemption, so a replay can revoke it.
         let jti = crypto::random_token(16);
-        let redemption = self
-            .store
-            .redeem_code(
-                &hash(code),
-                &client.client_id,
-                now,
-                Some(&family),
-                &jti,
-                now + ACCESS_TOKEN_LIFETIME,
-            )
+        let (tokens, refresh) = self
+            .issue_user_tokens(client, &grant, &family, Some(jti.clone()), true, now)
             .await?;
-        let data = match redemption {
-            Redemption::Fresh(d) => d,
-            Redemption::Reused {
+        let sub = self.subject(&client.config, &grant.account_id);
+        let issue = store::TokenIssue {
+            code: Some(store::CodeUse {
+                code_hash: hash(code),
+                client_id: client.client_id.clone(),
+                expires_at: OffsetDateTime::from_unix_timestamp(sealed.exp)
+                    .unwrap_or(now + CODE_LIFETIME),
+                family: Some(family),
+                jti,
+                jti_exp: now + ACCESS_TOKEN_LIFETIME,
+            }),
+            refresh_used: None,
+            new_refresh: refresh,
+            session_client: Some((grant.sid.clone(), client.client_id.clone(), sub)),
+            event: Some(release_event(client, &grant)),
+        };
+        match self.store.issue_tokens(issue, now).await? {
+            store::IssueOutcome::Issued => Ok(Ok(tokens)),
+            store::IssueOutcome::Reused {
                 family,
                 jti,
                 jti_exp,
@@ -948,42 +1044,27 @@ impl App {
                 if let (Some(j), Some(e)) = (jti, jti_exp) {
                     self.store.revoke_jti(&j, &e).await?;
                 }
-                return Ok(Err(OAuthError::InvalidGrant(
+                Ok(Err(OAuthError::InvalidGrant(
                     "this code was used before; the tokens issued for it are revoked".into(),
-                )));
+                )))
             }
-            Redemption::Invalid => {
-                return Ok(Err(OAuthError::InvalidGrant(
-                    "the code is unknown, expired or belongs to another client".into(),
-                )));
-            }
-        };
-        let grant: GrantData =
-            serde_json::from_str(&data).map_err(|e| AppError::Internal(e.to_string()))?;
-        if grant.redirect_uri != redirect_uri {
-            return Ok(Err(OAuthError::InvalidGrant(
-                "redirect_uri differs from the one in the authorization request".into(),
-            )));
+            store::IssueOutcome::Invalid => Ok(Err(OAuthError::InvalidGrant(
+                "the code is unknown or expired".into(),
+            ))),
         }
-        if !oidc::verify_pkce(&grant.code_challenge, code_verifier) {
-            return Ok(Err(OAuthError::InvalidGrant(
-                "code_verifier does not match the code_challenge (PKCE S256)".into(),
-            )));
-        }
-        self.issue_user_tokens(client, &grant, Some(family), Some(jti), true, now)
-            .await
-            .map(Ok)
     }
 
+    /// Builds (without storing) the tokens of a grant: access token, ID token, and the next
+    /// refresh token of `family`.
     async fn issue_user_tokens(
         &self,
         client: &AuthenticatedClient,
         grant: &GrantData,
-        family: Option<String>,
+        family: &str,
         jti: Option<String>,
         with_nonce: bool,
         now: OffsetDateTime,
-    ) -> Result<TokenResponse> {
+    ) -> Result<(TokenResponse, Option<RefreshRecord>)> {
         let scope = grant.scopes.join(" ");
         let (access_token, _, _) = self.seal_access_token(
             &client.client_id,
@@ -991,7 +1072,7 @@ impl App {
             &scope,
             now,
             jti,
-            family.as_deref(),
+            Some(family),
         );
         let sub = self.subject(&client.config, &grant.account_id);
         let alg = client.config.id_token_alg();
@@ -1018,37 +1099,42 @@ impl App {
         let id_token = key
             .sign("JWT", &claims)
             .map_err(|e| AppError::Internal(e.to_string()))?;
-        let refresh_token = match family {
-            Some(family_id) => {
-                let token = crypto::random_token(32);
-                let offline = grant.scopes.iter().any(|s| s == "offline_access");
-                self.store
-                    .insert_refresh_token(
-                        &RefreshRecord {
-                            token_hash: hash(&token),
-                            family_id,
-                            client_id: client.client_id.clone(),
-                            account_id: grant.account_id.clone(),
-                            session_id: (!offline).then(|| grant.sid.clone()),
-                            grant_data: serde_json::to_string(grant)
-                                .map_err(|e| AppError::Internal(e.to_string()))?,
-                            expires_at: now + REFRESH_LIFETIME,
-                        },
-                        now,
-                    )
-                    .await?;
-                Some(token)
-            }
-            None => None,
+        let token = crypto::random_token(32);
+        let offline = grant.scopes.iter().any(|s| s == "offline_access");
+        let record = RefreshRecord {
+            token_hash: hash(&token),
+            family_id: family.to_owned(),
+            client_id: client.client_id.clone(),
+            account_id: grant.account_id.clone(),
+            session_id: (!offline).then(|| grant.sid.clone()),
+            grant_data: serde_json::to_string(grant)
+                .map_err(|e| AppError::Internal(e.to_string()))?,
+            expires_at: now + REFRESH_LIFETIME,
         };
-        Ok(TokenResponse {
-            access_token,
-            token_type: "Bearer",
-            expires_in: ACCESS_TOKEN_LIFETIME.whole_seconds(),
-            scope,
-            id_token: Some(id_token),
-            refresh_token,
-        })
+        Ok((
+            TokenResponse {
+                access_token,
+                token_type: "Bearer",
+                expires_in: ACCESS_TOKEN_LIFETIME.whole_seconds(),
+                scope,
+                id_token: Some(id_token),
+                refresh_token: Some(token),
+            },
+            Some(record),
+        ))
+    }
+
+    async fn refresh_reused(
+        &self,
+        client: &AuthenticatedClient,
+        family: &str,
+        now: OffsetDateTime,
+    ) -> Result<Result<TokenResponse, OAuthError>> {
+        self.store.revoke_refresh_family(family, now).await?;
+        tracing::warn!(client = %client.client_id, "refresh token reused; its sign-in is revoked");
+        Ok(Err(OAuthError::InvalidGrant(
+            "this refresh token was already used or revoked; all tokens of this sign-in are revoked, sign in again".into(),
+        )))
     }
 
     /// The refresh token grant with rotation (RFC 6749 § 6, RFC 9700 § 4.14.2).
@@ -1064,29 +1150,18 @@ impl App {
             )));
         }
         let now = OffsetDateTime::now_utc();
-        let (redemption, record) = self
-            .store
-            .use_refresh_token(&hash(refresh_token), &client.client_id, now)
-            .await?;
-        let record = match (redemption, record) {
-            (Redemption::Fresh(_), Some(r)) => r,
-            (
-                Redemption::Reused {
-                    family: Some(f), ..
-                },
-                _,
-            ) => {
-                self.store.revoke_refresh_family(&f, now).await?;
-                tracing::warn!(client = %client.client_id, "refresh token reused; family revoked");
-                return Ok(Err(OAuthError::InvalidGrant(
-                    "this refresh token was already used or revoked; all tokens of this sign-in are revoked, sign in again".into(),
-                )));
-            }
-            _ => {
-                return Ok(Err(OAuthError::InvalidGrant(
-                    "the refresh token is unknown, expired or revoked".into(),
-                )));
-            }
+        let token_hash = hash(refresh_token);
+
+        let record = match self.store.refresh_token(&token_hash).await? {
+            Some((_, r)) if r.client_id != client.client_id => None,
+            Some((true, r)) => return self.refresh_reused(client, &r.family_id, now).await,
+            Some((false, r)) if r.expires_at > now => Some(r),
+            _ => None,
+        };
+        let Some(record) = record else {
+            return Ok(Err(OAuthError::InvalidGrant(
+                "the refresh token is unknown, expired or revoked".into(),
+            )));
         };
         if let Some(sid) = &record.session_id
             && !self.store.session_alive(sid, now).await?
@@ -1111,16 +1186,26 @@ impl App {
             }
             grant.scopes = narrowed;
         }
-        self.issue_user_tokens(
-            client,
-            &grant,
-            Some(record.family_id.clone()),
-            None,
-            false,
-            now,
-        )
-        .await
-        .map(Ok)
+        let (tokens, new_refresh) = self
+            .issue_user_tokens(client, &grant, &record.family_id, None, false, now)
+            .await?;
+        let issue = store::TokenIssue {
+            code: None,
+            refresh_used: Some((token_hash, client.client_id.clone())),
+            new_refresh,
+            session_client: None,
+            event: Some(release_event(client, &grant)),
+        };
+        match self.store.issue_tokens(issue, now).await? {
+            store::IssueOutcome::Issued => Ok(Ok(tokens)),
+            // Two requests with the same token at once: the second is a reuse.
+            store::IssueOutcome::Reused { .. } => {
+                self.refresh_reused(client, &record.family_id, now).await
+            }
+            store::IssueOutcome::Invalid => Ok(Err(OAuthError::InvalidGrant(
+                "the refresh token is unknown, expired or revoked".into(),
+            ))),
+        }
     }
 
     // ---- userinfo, introspection, revocation ----
@@ -1138,7 +1223,7 @@ impl App {
         if !scopes.contains(&"openid") {
             return Ok(None);
         }
-        let Some((client, config)) = self.client_config(&claims.cid).await? else {
+        let Some((_, config)) = self.client_config(&claims.cid).await? else {
             return Ok(None);
         };
         let Some(account) = self.store.account_by_id(account_id).await? else {
@@ -1204,14 +1289,6 @@ impl App {
                 .collect();
             out["organisation"] = Value::Array(orgs);
         }
-        // Every release of personal data shows in the account's activity.
-        self.event(
-            Some(account_id),
-            "data_released",
-            &ClientInfo::default(),
-            Some(&format!("{} ({})", client.name, claims.scp)),
-        )
-        .await?;
         Ok(Some(out))
     }
 
@@ -1445,6 +1522,16 @@ impl App {
             }
         }
     }
+}
+
+/// The audit entry of a token issuance: which service may now read which of the account's
+/// data. One entry per access token (each lives ten minutes), not per userinfo call.
+fn release_event(client: &AuthenticatedClient, grant: &GrantData) -> (String, String, String) {
+    (
+        grant.account_id.clone(),
+        "data_released".to_owned(),
+        format!("{} ({})", client.name, grant.scopes.join(" ")),
+    )
 }
 
 fn authenticated(c: store::OAuthClient, config: ClientConfig) -> AuthenticatedClient {

@@ -30,7 +30,10 @@ pub use accounts::{AccountRecord, NewAccount, SecurityEvent, SessionRecord};
 pub use directory::{AreaImportSummary, RuleChange};
 pub use keys::StoredKey;
 pub use legal::{Feedback, LegalPage};
-pub use oauth::{LogoutNotice, OAuthClient, OidcKeyRecord, Redemption, RefreshRecord};
+pub use oauth::{
+    CodeUse, IssueOutcome, LogoutNotice, OAuthClient, OidcKeyRecord, Redemption, RefreshRecord,
+    TokenIssue,
+};
 pub use organisations::{
     InvitationRecord, LAST_OWNER, MemberRecord, MembershipRecord, NewInvitation, OrganisationRecord,
 };
@@ -76,6 +79,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite: token issuances are committed in groups by one task (see `oauth.rs`).
+    issue_queue: Option<tokio::sync::mpsc::Sender<oauth::IssueJob>>,
 }
 
 /// Connection settings beyond the URL.
@@ -158,7 +163,13 @@ impl Store {
             });
         }
         let pool = pool.connect_with(connect).await?;
-        Ok(Store { pool, backend })
+        let issue_queue =
+            (backend == Backend::Sqlite).then(|| oauth::spawn_issue_writer(pool.clone()));
+        Ok(Store {
+            pool,
+            backend,
+            issue_queue,
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -635,3 +635,256 @@ impl Store {
         Ok(n)
     }
 }
+
+// ---- token issuance, committed in groups ----
+
+/// The single use of an authorization code, recorded when tokens are issued for it.
+#[derive(Debug, Clone)]
+pub struct CodeUse {
+    pub code_hash: String,
+    pub client_id: String,
+    pub expires_at: OffsetDateTime,
+    /// The tokens issued for it, revoked if the code comes again.
+    pub family: Option<String>,
+    pub jti: String,
+    pub jti_exp: OffsetDateTime,
+}
+
+/// Everything one token issuance writes, in one transaction: the code's or refresh token's
+/// single use, the new refresh token, the service the session signed in to, and the audit
+/// entry of the data the tokens open.
+#[derive(Debug, Clone, Default)]
+pub struct TokenIssue {
+    pub code: Option<CodeUse>,
+    /// (hash, client id) of the refresh token presented.
+    pub refresh_used: Option<(String, String)>,
+    pub new_refresh: Option<RefreshRecord>,
+    /// (session public id, client id, sub).
+    pub session_client: Option<(String, String, String)>,
+    /// (account id, kind, detail).
+    pub event: Option<(String, String, String)>,
+}
+
+/// What a [`TokenIssue`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// Written.
+    Issued,
+    /// The code or refresh token had been used: nothing was written; these are what the
+    /// first use issued (refresh: its family).
+    Reused {
+        family: Option<String>,
+        jti: Option<String>,
+        jti_exp: Option<String>,
+    },
+    /// The refresh token is unknown, expired or revoked: nothing was written.
+    Invalid,
+}
+
+pub(crate) struct IssueJob {
+    issue: TokenIssue,
+    now: OffsetDateTime,
+    reply: tokio::sync::oneshot::Sender<Result<IssueOutcome>>,
+}
+
+/// Group commit for SQLite: one task takes every issuance waiting and commits them in one
+/// transaction (one fsync), each in its own savepoint so one failure spoils no other. Without
+/// this, writers queue for SQLite's single lock and sleep in its busy handler.
+pub(crate) fn spawn_issue_writer(pool: sqlx::AnyPool) -> tokio::sync::mpsc::Sender<IssueJob> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<IssueJob>(1024);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < 128 {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            let committed = run_issue_batch(&pool, &jobs).await;
+            match committed {
+                Ok(results) => {
+                    for (job, r) in jobs.into_iter().zip(results) {
+                        let _ = job.reply.send(r);
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for job in jobs {
+                        let _ = job.reply.send(Err(crate::StoreError::Conflict(format!(
+                            "commit failed: {msg}"
+                        ))));
+                    }
+                }
+            }
+        }
+    });
+    tx
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+// Boxed with an explicit `Send`: sqlx's executor traits otherwise defeat the compiler's
+// proof that the spawned task is `Send` for every lifetime.
+fn run_issue_batch<'a>(
+    pool: &'a sqlx::AnyPool,
+    jobs: &'a [IssueJob],
+) -> BoxFuture<'a, Result<Vec<Result<IssueOutcome>>, sqlx::Error>> {
+    Box::pin(async move {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            sqlx::query("SAVEPOINT issue").execute(&mut *tx).await?;
+            let r = apply_issue(&mut tx, &job.issue, job.now).await;
+            if r.is_err() {
+                sqlx::query("ROLLBACK TO issue").execute(&mut *tx).await?;
+            }
+            sqlx::query("RELEASE issue").execute(&mut *tx).await?;
+            results.push(r);
+        }
+        tx.commit().await?;
+        Ok(results)
+    })
+}
+
+fn apply_issue<'a>(
+    conn: &'a mut sqlx::AnyConnection,
+    issue: &'a TokenIssue,
+    now: OffsetDateTime,
+) -> BoxFuture<'a, Result<IssueOutcome>> {
+    Box::pin(async move {
+        if let Some(c) = &issue.code {
+            let done = sqlx::query(
+            "INSERT INTO oidc_codes (code_hash, client_id, grant_data, created_at, expires_at, used_at, issued_family, issued_jti, issued_exp) \
+             VALUES ($1, $2, '', $3, $4, $3, $5, $6, $7) ON CONFLICT (code_hash) DO NOTHING",
+        )
+        .bind(&c.code_hash)
+        .bind(&c.client_id)
+        .bind(ts(now))
+        .bind(ts(c.expires_at))
+        .bind(&c.family)
+        .bind(&c.jti)
+        .bind(ts(c.jti_exp))
+        .execute(&mut *conn)
+        .await?;
+            if done.rows_affected() == 0 {
+                let row = sqlx::query(
+                "SELECT issued_family, issued_jti, issued_exp FROM oidc_codes WHERE code_hash = $1",
+            )
+            .bind(&c.code_hash)
+            .fetch_one(&mut *conn)
+            .await?;
+                return Ok(IssueOutcome::Reused {
+                    family: row.try_get("issued_family")?,
+                    jti: row.try_get("issued_jti")?,
+                    jti_exp: row.try_get("issued_exp")?,
+                });
+            }
+        }
+        if let Some((hash, client_id)) = &issue.refresh_used {
+            let done = sqlx::query(
+            "UPDATE oidc_refresh_tokens SET used_at = $3 WHERE token_hash = $1 AND client_id = $2 \
+             AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
+        )
+        .bind(hash)
+        .bind(client_id)
+        .bind(ts(now))
+        .execute(&mut *conn)
+        .await?;
+            if done.rows_affected() == 0 {
+                let row = sqlx::query(
+                "SELECT family_id, used_at, revoked_at FROM oidc_refresh_tokens WHERE token_hash = $1 AND client_id = $2",
+            )
+            .bind(hash)
+            .bind(client_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+                return Ok(match row {
+                    Some(r)
+                        if r.try_get::<Option<String>, _>("used_at")?.is_some()
+                            || r.try_get::<Option<String>, _>("revoked_at")?.is_some() =>
+                    {
+                        IssueOutcome::Reused {
+                            family: r.try_get("family_id")?,
+                            jti: None,
+                            jti_exp: None,
+                        }
+                    }
+                    _ => IssueOutcome::Invalid,
+                });
+            }
+        }
+        if let Some(r) = &issue.new_refresh {
+            sqlx::query(
+            "INSERT INTO oidc_refresh_tokens (token_hash, family_id, client_id, account_id, session_id, grant_data, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&r.token_hash)
+        .bind(&r.family_id)
+        .bind(&r.client_id)
+        .bind(&r.account_id)
+        .bind(&r.session_id)
+        .bind(&r.grant_data)
+        .bind(ts(now))
+        .bind(ts(r.expires_at))
+        .execute(&mut *conn)
+        .await?;
+        }
+        if let Some((sid, client_id, sub)) = &issue.session_client {
+            sqlx::query(
+            "INSERT INTO oidc_session_clients (session_id, client_id, sub, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (session_id, client_id) DO NOTHING",
+        )
+        .bind(sid)
+        .bind(client_id)
+        .bind(sub)
+        .bind(ts(now))
+        .execute(&mut *conn)
+        .await?;
+        }
+        if let Some((account_id, kind, detail)) = &issue.event {
+            sqlx::query(
+                "INSERT INTO security_events (id, account_id, at, kind, ip, user_agent, detail) \
+             VALUES ($1, $2, $3, $4, NULL, NULL, $5)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(account_id)
+            .bind(ts(now))
+            .bind(kind)
+            .bind(detail)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(IssueOutcome::Issued)
+    })
+}
+
+impl Store {
+    /// Writes one token issuance atomically (see [`TokenIssue`]). On SQLite it joins the
+    /// next group commit; on PostgreSQL it is its own transaction (the server groups
+    /// commits itself).
+    pub async fn issue_tokens(
+        &self,
+        issue: TokenIssue,
+        now: OffsetDateTime,
+    ) -> Result<IssueOutcome> {
+        if let Some(queue) = &self.issue_queue {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            queue
+                .send(IssueJob { issue, now, reply })
+                .await
+                .map_err(|_| crate::StoreError::Conflict("the token writer stopped".into()))?;
+            return rx
+                .await
+                .map_err(|_| crate::StoreError::Conflict("the token writer stopped".into()))?;
+        }
+        let mut tx = self.begin_write().await?;
+        let outcome = apply_issue(&mut tx, &issue, now).await?;
+        if outcome == IssueOutcome::Issued {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(outcome)
+    }
+}
