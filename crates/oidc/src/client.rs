@@ -175,6 +175,13 @@ mod tests {
         assert_eq!(c.sector(), "");
         c.redirect_uris = vec!["https://rp.example/cb".into()];
         assert_eq!(c.sector(), "rp.example");
+        // Unsigned or HMAC ID tokens are never offered.
+        for alg in ["none", "HS256", "es256"] {
+            c.id_token_alg = Some(alg.into());
+            assert!(c.validate().is_err(), "{alg}");
+        }
+        c.id_token_alg = Some("RS256".into());
+        assert!(c.validate().is_ok());
         assert!(c.has_redirect_uri("https://rp.example/cb"));
         assert!(!c.has_redirect_uri("https://rp.example/cb/"));
         assert!(!c.has_redirect_uri("https://RP.example/cb"));

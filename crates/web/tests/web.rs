@@ -1426,6 +1426,15 @@ async fn oidc_code_flow_issues_verifiable_tokens_and_rotates_refresh_tokens() {
         assert_eq!(info["email"], s.demo.citizen.username.as_str());
         assert_eq!(info["trust_level"], "STORK-QAA-Level-1");
         assert!(info.get("organisation").is_none(), "not consented");
+        // RFC 6750 § 2.2: the token may come in a form body instead of the header.
+        let res = client()
+            .post(format!("{}/oidc/userinfo", s.base))
+            .form(&[("access_token", at)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.json::<Value>().await.unwrap(), info);
 
         // Introspection of one's own token.
         let intro: Value = client()
