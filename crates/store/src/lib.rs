@@ -110,6 +110,18 @@ pub fn ts(t: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// WAL lets readers run beside the one writer; FULL makes every commit durable before it is
+/// acknowledged; foreign keys are off by default in SQLite.
+async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> std::result::Result<(), sqlx::Error> {
+    conn.execute(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+         PRAGMA cache_size = -1024;",
+    )
+    .await?;
+    Ok(())
+}
+
 /// Reads a time written by [`ts`] (or any RFC 3339 time).
 pub(crate) fn parse_ts(s: &str) -> Result<time::OffsetDateTime> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
@@ -148,23 +160,22 @@ impl Store {
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout);
         if backend == Backend::Sqlite {
-            // WAL lets readers run beside the one writer; FULL makes every commit durable
-            // before it is acknowledged; foreign keys are off by default in SQLite.
-            pool = pool.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                         PRAGMA cache_size = -1024;",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            });
+            pool = pool.after_connect(|conn, _| Box::pin(sqlite_pragmas(conn)));
         }
-        let pool = pool.connect_with(connect).await?;
-        let issue_queue =
-            (backend == Backend::Sqlite).then(|| oauth::spawn_issue_writer(pool.clone()));
+        let pool = pool.connect_with(connect.clone()).await?;
+        // The token writer gets a connection of its own, so that it never waits for one
+        // behind the readers of a busy pool.
+        let issue_queue = if backend == Backend::Sqlite {
+            let writer = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(options.acquire_timeout)
+                .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn)))
+                .connect_with(connect)
+                .await?;
+            Some(oauth::spawn_issue_writer(writer))
+        } else {
+            None
+        };
         Ok(Store {
             pool,
             backend,
