@@ -173,6 +173,26 @@ impl std::fmt::Debug for Kek {
     }
 }
 
+/// HMAC-SHA256 under a key derived from the KEK: keyed digests of client secrets (fast
+/// enough for the token path, useless to whoever steals the table without the KEK).
+pub struct MacKey(hmac::Key);
+
+impl MacKey {
+    /// Lower-case hex of HMAC-SHA256(key, data).
+    #[must_use]
+    pub fn mac_hex(&self, data: &[u8]) -> String {
+        let tag = hmac::sign(&self.0, data);
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// base64url (no padding) of HMAC-SHA256(key, data).
+    #[must_use]
+    pub fn mac_b64(&self, data: &[u8]) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        URL_SAFE_NO_PAD.encode(hmac::sign(&self.0, data).as_ref())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -192,25 +212,5 @@ mod tests {
         let kek = Kek::generate();
         let w = kek.wrap(b"", b"");
         assert!(kek.unwrap(b"", &w).unwrap().is_empty());
-    }
-}
-
-/// HMAC-SHA256 under a key derived from the KEK: keyed digests of client secrets (fast
-/// enough for the token path, useless to whoever steals the table without the KEK).
-pub struct MacKey(hmac::Key);
-
-impl MacKey {
-    /// Lower-case hex of HMAC-SHA256(key, data).
-    #[must_use]
-    pub fn mac_hex(&self, data: &[u8]) -> String {
-        let tag = hmac::sign(&self.0, data);
-        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// base64url (no padding) of HMAC-SHA256(key, data).
-    #[must_use]
-    pub fn mac_b64(&self, data: &[u8]) -> String {
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        URL_SAFE_NO_PAD.encode(hmac::sign(&self.0, data).as_ref())
     }
 }

@@ -67,6 +67,14 @@ impl Default for Sha256 {
     }
 }
 
+/// base64url (no padding) of SHA-256(`data`), as PKCE S256 (RFC 7636 § 4.2) compares it.
+#[must_use]
+pub fn sha256_b64url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,12 +114,4 @@ mod tests {
         h.update(b"you");
         assert_eq!(h.finish_hex(), super::sha256_hex(b"hello you"));
     }
-}
-
-/// base64url (no padding) of SHA-256(`data`), as PKCE S256 (RFC 7636 § 4.2) compares it.
-#[must_use]
-pub fn sha256_b64url(data: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
 }

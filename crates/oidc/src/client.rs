@@ -167,9 +167,9 @@ mod tests {
         c.redirect_uris = vec!["http://127.0.0.1:8765/callback".into()];
         assert!(c.validate().is_ok());
         c.redirect_uris = vec!["http://rp.example/cb".into()];
-        assert!(c.validate().unwrap_err().contains("https"));
+        assert!(c.validate().expect_err("http").contains("https"));
         c.redirect_uris = vec!["https://rp.example/cb#x".into()];
-        assert!(c.validate().unwrap_err().contains("fragment"));
+        assert!(c.validate().expect_err("fragment").contains("fragment"));
         c.redirect_uris = vec!["de.example.app:/cb".into()];
         assert!(c.validate().is_ok());
         assert_eq!(c.sector(), "");

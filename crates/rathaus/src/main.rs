@@ -92,6 +92,8 @@ enum Command {
     Keys(KeysCommand),
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum ClientsCommand {
     /// Register a client and print its id and secret (the secret is shown only now).

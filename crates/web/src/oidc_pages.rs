@@ -229,10 +229,7 @@ async fn logout_get(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let params: LogoutParams = uri
-        .query()
-        .and_then(|q| serde_urlencoded_params(q.as_bytes()))
-        .unwrap_or_default();
+    let params = logout_params(uri.query().unwrap_or("").as_bytes());
     logout(&state, &peer, &uri, &headers, params, false).await
 }
 
@@ -243,28 +240,32 @@ async fn logout_post(
     headers: HeaderMap,
     RawForm(body): RawForm,
 ) -> Response {
-    let params: LogoutParams = serde_urlencoded_params(&body).unwrap_or_default();
+    let params = logout_params(&body);
     let confirmed =
         params.confirmed.is_some() && csrf_ok_token(&state, &headers, &params.csrf_token);
     logout(&state, &peer, &uri, &headers, params, confirmed).await
 }
 
-fn serde_urlencoded_params(raw: &[u8]) -> Option<LogoutParams> {
+fn logout_params(raw: &[u8]) -> LogoutParams {
     let mut p = LogoutParams::default();
     for (k, v) in form_urlencoded::parse(raw).take(MAX_PARAMS) {
-        let v = Some(v.chars().take(8192).collect::<String>());
+        let text = v.chars().take(8192).collect::<String>();
+        if k == "csrf_token" {
+            p.csrf_token = text;
+            continue;
+        }
+        let v = Some(text);
         match k.as_ref() {
             "id_token_hint" => p.id_token_hint = v,
             "post_logout_redirect_uri" => p.post_logout_redirect_uri = v,
             "state" => p.state = v,
             "client_id" => p.client_id = v,
             "ui_locales" => p.ui_locales = v,
-            "csrf_token" => p.csrf_token = v.unwrap_or_default(),
             "confirmed" => p.confirmed = v,
             _ => {}
         }
     }
-    Some(p)
+    p
 }
 
 async fn logout(
