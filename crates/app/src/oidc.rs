@@ -48,6 +48,9 @@ const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-log
 pub(crate) struct OidcState {
     token_key: Kek,
     code_key: Kek,
+    /// (session, client) pairs this node recorded lately: a service signing in again in the
+    /// same session (silent renewals) needs no second row.
+    session_clients: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     /// Registrations read in the last few seconds: the token path reads them on every request.
     #[allow(clippy::type_complexity)]
     clients: std::sync::RwLock<
@@ -72,6 +75,7 @@ impl OidcState {
         let state = OidcState {
             token_key: kek.derive("oauth/access-token"),
             code_key: kek.derive("oidc/authorization-code"),
+            session_clients: std::sync::Mutex::new(std::collections::HashSet::new()),
             clients: std::sync::RwLock::new(HashMap::new()),
             interaction_key: kek.derive("oidc/interaction"),
             secret_mac: kek.derive_mac("oauth/client-secret"),
@@ -426,6 +430,23 @@ impl App {
             cache.insert(client_id.to_owned(), (Instant::now(), entry.clone()));
         }
         Ok(entry)
+    }
+
+    /// Whether this node has not yet recorded that `sid` signed in to `client_id`.
+    /// Forgetting is harmless: the insert ignores duplicates.
+    fn first_in_session(&self, sid: &str, client_id: &str) -> bool {
+        self.oidc().session_clients.lock().map_or(true, |seen| {
+            !seen.contains(&(sid.to_owned(), client_id.to_owned()))
+        })
+    }
+
+    fn recorded_in_session(&self, sid: &str, client_id: &str) {
+        if let Ok(mut seen) = self.oidc().session_clients.lock() {
+            if seen.len() > 100_000 {
+                seen.clear();
+            }
+            seen.insert((sid.to_owned(), client_id.to_owned()));
+        }
     }
 
     /// Drops a cached registration after this node changed it.
@@ -1027,11 +1048,19 @@ impl App {
             }),
             refresh_used: None,
             new_refresh: refresh,
-            session_client: Some((grant.sid.clone(), client.client_id.clone(), sub)),
+            session_client: self
+                .first_in_session(&grant.sid, &client.client_id)
+                .then(|| (grant.sid.clone(), client.client_id.clone(), sub)),
             event: Some(release_event(client, &grant)),
         };
+        let recorded = issue.session_client.is_some();
         match self.store.issue_tokens(issue, now).await? {
-            store::IssueOutcome::Issued => Ok(Ok(tokens)),
+            store::IssueOutcome::Issued => {
+                if recorded {
+                    self.recorded_in_session(&grant.sid, &client.client_id);
+                }
+                Ok(Ok(tokens))
+            }
             store::IssueOutcome::Reused {
                 family,
                 jti,

@@ -688,7 +688,7 @@ pub(crate) struct IssueJob {
 }
 
 /// Group commit for SQLite: one task takes every issuance waiting and commits them in one
-/// transaction (one fsync), each in its own savepoint so one failure spoils no other. Without
+/// transaction (one fsync); if one fails, each is redone alone so it spoils no other. Without
 /// this, writers queue for SQLite's single lock and sleep in its busy handler.
 pub(crate) fn spawn_issue_writer(pool: sqlx::AnyPool) -> tokio::sync::mpsc::Sender<IssueJob> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<IssueJob>(1024);
@@ -731,18 +731,33 @@ fn run_issue_batch<'a>(
     jobs: &'a [IssueJob],
 ) -> BoxFuture<'a, Result<Vec<Result<IssueOutcome>>, sqlx::Error>> {
     Box::pin(async move {
+        // Optimistic: all jobs in one transaction. A job that fails (rare: e.g. its account
+        // was deleted meanwhile) would leave its earlier statements in it, so then the whole
+        // batch is rolled back and every job runs again in a transaction of its own.
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut results = Vec::with_capacity(jobs.len());
+        let mut failed = false;
         for job in jobs {
-            sqlx::query("SAVEPOINT issue").execute(&mut *tx).await?;
             let r = apply_issue(&mut tx, &job.issue, job.now).await;
-            if r.is_err() {
-                sqlx::query("ROLLBACK TO issue").execute(&mut *tx).await?;
-            }
-            sqlx::query("RELEASE issue").execute(&mut *tx).await?;
+            failed |= r.is_err();
             results.push(r);
         }
-        tx.commit().await?;
+        if !failed {
+            tx.commit().await?;
+            return Ok(results);
+        }
+        tx.rollback().await?;
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let r = apply_issue(&mut tx, &job.issue, job.now).await;
+            if r.is_ok() {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+            results.push(r);
+        }
         Ok(results)
     })
 }
