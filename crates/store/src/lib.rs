@@ -112,7 +112,9 @@ pub fn ts(t: time::OffsetDateTime) -> String {
 
 /// WAL lets readers run beside the one writer; FULL makes every commit durable before it is
 /// acknowledged; foreign keys are off by default in SQLite.
-async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> std::result::Result<(), sqlx::Error> {
+pub(crate) async fn sqlite_pragmas(
+    conn: &mut sqlx::AnyConnection,
+) -> std::result::Result<(), sqlx::Error> {
     conn.execute(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
          PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
@@ -166,13 +168,10 @@ impl Store {
         // The token writer gets a connection of its own, so that it never waits for one
         // behind the readers of a busy pool.
         let issue_queue = if backend == Backend::Sqlite {
-            let writer = AnyPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(options.acquire_timeout)
-                .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn)))
-                .connect_with(connect)
-                .await?;
-            Some(oauth::spawn_issue_writer(writer))
+            Some(
+                oauth::spawn_issue_writer(connect, options.acquire_timeout)
+                    .map_err(|e| StoreError::Conflict(format!("token writer thread: {e}")))?,
+            )
         } else {
             None
         };

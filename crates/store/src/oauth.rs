@@ -690,36 +690,62 @@ pub(crate) struct IssueJob {
 /// Group commit for SQLite: one task takes every issuance waiting and commits them in one
 /// transaction (one fsync); if one fails, each is redone alone so it spoils no other. Without
 /// this, writers queue for SQLite's single lock and sleep in its busy handler.
-pub(crate) fn spawn_issue_writer(pool: sqlx::AnyPool) -> tokio::sync::mpsc::Sender<IssueJob> {
+///
+/// The writer runs on a thread of its own with its own small runtime and connection: on the
+/// server's runtime every statement's completion waited behind HTTP work to be polled again,
+/// which made a group take milliseconds instead of microseconds.
+pub(crate) fn spawn_issue_writer(
+    connect: sqlx::any::AnyConnectOptions,
+    acquire_timeout: std::time::Duration,
+) -> std::io::Result<tokio::sync::mpsc::Sender<IssueJob>> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<IssueJob>(1024);
-    tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut jobs = vec![first];
-            while jobs.len() < 128 {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
-                }
-            }
-            let committed = run_issue_batch(&pool, &jobs).await;
-            match committed {
-                Ok(results) => {
-                    for (job, r) in jobs.into_iter().zip(results) {
-                        let _ = job.reply.send(r);
-                    }
-                }
+    std::thread::Builder::new()
+        .name("rathaus-token-writer".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
                 Err(e) => {
-                    let msg = e.to_string();
-                    for job in jobs {
-                        let _ = job.reply.send(Err(crate::StoreError::Conflict(format!(
-                            "commit failed: {msg}"
-                        ))));
+                    tracing::error!(error = %e, "token writer: no runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let pool = sqlx::any::AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(acquire_timeout)
+                    .after_connect(|conn, _| Box::pin(crate::sqlite_pragmas(conn)))
+                    .connect_lazy_with(connect);
+                while let Some(first) = rx.recv().await {
+                    let mut jobs = vec![first];
+                    while jobs.len() < 256 {
+                        match rx.try_recv() {
+                            Ok(j) => jobs.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                    match run_issue_batch(&pool, &jobs).await {
+                        Ok(results) => {
+                            for (job, r) in jobs.into_iter().zip(results) {
+                                let _ = job.reply.send(r);
+                            }
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            for job in jobs {
+                                let _ = job.reply.send(Err(crate::StoreError::Conflict(format!(
+                                    "commit failed: {msg}"
+                                ))));
+                            }
+                        }
                     }
                 }
-            }
-        }
-    });
-    tx
+                pool.close().await;
+            });
+        })?;
+    Ok(tx)
 }
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
