@@ -124,6 +124,15 @@ pub(crate) async fn sqlite_pragmas(
     Ok(())
 }
 
+/// The file of a `sqlite://PATH[?…]` URL (`None` for in-memory databases).
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
 /// Reads a time written by [`ts`] (or any RFC 3339 time).
 pub(crate) fn parse_ts(s: &str) -> Result<time::OffsetDateTime> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
@@ -167,13 +176,12 @@ impl Store {
         let pool = pool.connect_with(connect.clone()).await?;
         // The token writer gets a connection of its own, so that it never waits for one
         // behind the readers of a busy pool.
-        let issue_queue = if backend == Backend::Sqlite {
-            Some(
-                oauth::spawn_issue_writer(connect, options.acquire_timeout)
+        let issue_queue = match (backend, sqlite_path(&url)) {
+            (Backend::Sqlite, Some(path)) => Some(
+                oauth::spawn_issue_writer(path)
                     .map_err(|e| StoreError::Conflict(format!("token writer thread: {e}")))?,
-            )
-        } else {
-            None
+            ),
+            _ => None,
         };
         Ok(Store {
             pool,

@@ -687,217 +687,297 @@ pub(crate) struct IssueJob {
     reply: tokio::sync::oneshot::Sender<Result<IssueOutcome>>,
 }
 
-/// Group commit for SQLite: one task takes every issuance waiting and commits them in one
-/// transaction (one fsync); if one fails, each is redone alone so it spoils no other. Without
-/// this, writers queue for SQLite's single lock and sleep in its busy handler.
+/// Group commit for SQLite: one thread takes every issuance waiting and commits them in one
+/// transaction (one fsync); if one fails, each is redone alone so it spoils no other.
 ///
-/// The writer runs on a thread of its own with its own small runtime and connection: on the
-/// server's runtime every statement's completion waited behind HTTP work to be polled again,
-/// which made a group take milliseconds instead of microseconds.
+/// The thread has its own connection through rusqlite (the same SQLite library sqlx links):
+/// synchronous calls, so a group of inserts costs microseconds, where sqlx hands every
+/// statement to a worker thread and back, which on a busy two-core machine cost a scheduling
+/// delay each.
 pub(crate) fn spawn_issue_writer(
-    connect: sqlx::any::AnyConnectOptions,
-    acquire_timeout: std::time::Duration,
+    path: std::path::PathBuf,
 ) -> std::io::Result<tokio::sync::mpsc::Sender<IssueJob>> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<IssueJob>(1024);
     std::thread::Builder::new()
         .name("rathaus-token-writer".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
+            let mut conn = match open_writer(&path) {
+                Ok(c) => Some(c),
                 Err(e) => {
-                    tracing::error!(error = %e, "token writer: no runtime");
-                    return;
+                    tracing::error!(error = %e, "token writer: cannot open the database");
+                    None
                 }
             };
-            runtime.block_on(async move {
-                let pool = sqlx::any::AnyPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(acquire_timeout)
-                    .after_connect(|conn, _| Box::pin(crate::sqlite_pragmas(conn)))
-                    .connect_lazy_with(connect);
-                while let Some(first) = rx.recv().await {
-                    let mut jobs = vec![first];
-                    while jobs.len() < 256 {
-                        match rx.try_recv() {
-                            Ok(j) => jobs.push(j),
-                            Err(_) => break,
+            while let Some(first) = rx.blocking_recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < 256 {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                }
+                if conn.is_none() {
+                    conn = open_writer(&path).ok();
+                }
+                let result = match conn.as_mut() {
+                    Some(c) => run_issue_batch(c, &jobs),
+                    None => Err(rusqlite::Error::InvalidPath(path.clone())),
+                };
+                match result {
+                    Ok(results) => {
+                        for (job, r) in jobs.into_iter().zip(results) {
+                            let _ = job.reply.send(r);
                         }
                     }
-                    match run_issue_batch(&pool, &jobs).await {
-                        Ok(results) => {
-                            for (job, r) in jobs.into_iter().zip(results) {
-                                let _ = job.reply.send(r);
-                            }
-                        }
-                        Err(e) => {
-                            let msg = e.to_string();
-                            for job in jobs {
-                                let _ = job.reply.send(Err(crate::StoreError::Conflict(format!(
-                                    "commit failed: {msg}"
-                                ))));
-                            }
+                    Err(e) => {
+                        // A broken connection is reopened for the next group.
+                        conn = None;
+                        let msg = e.to_string();
+                        for job in jobs {
+                            let _ = job.reply.send(Err(crate::StoreError::Conflict(format!(
+                                "commit failed: {msg}"
+                            ))));
                         }
                     }
                 }
-                pool.close().await;
-            });
+            }
         })?;
     Ok(tx)
 }
 
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-// Boxed with an explicit `Send`: sqlx's executor traits otherwise defeat the compiler's
-// proof that the spawned task is `Send` for every lifetime.
-fn run_issue_batch<'a>(
-    pool: &'a sqlx::AnyPool,
-    jobs: &'a [IssueJob],
-) -> BoxFuture<'a, Result<Vec<Result<IssueOutcome>>, sqlx::Error>> {
-    Box::pin(async move {
-        // Optimistic: all jobs in one transaction. A job that fails (rare: e.g. its account
-        // was deleted meanwhile) would leave its earlier statements in it, so then the whole
-        // batch is rolled back and every job runs again in a transaction of its own.
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut results = Vec::with_capacity(jobs.len());
-        let mut failed = false;
-        for job in jobs {
-            let r = apply_issue(&mut tx, &job.issue, job.now).await;
-            failed |= r.is_err();
-            results.push(r);
-        }
-        if !failed {
-            tx.commit().await?;
-            return Ok(results);
-        }
-        tx.rollback().await?;
-        let mut results = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            let r = apply_issue(&mut tx, &job.issue, job.now).await;
-            if r.is_ok() {
-                tx.commit().await?;
-            } else {
-                tx.rollback().await?;
-            }
-            results.push(r);
-        }
-        Ok(results)
-    })
+fn open_writer(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    // The same settings as the pool's connections (`crate::sqlite_pragmas`).
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = 10000; PRAGMA cache_size = -1024;",
+    )?;
+    Ok(conn)
 }
 
-fn apply_issue<'a>(
-    conn: &'a mut sqlx::AnyConnection,
-    issue: &'a TokenIssue,
-    now: OffsetDateTime,
-) -> BoxFuture<'a, Result<IssueOutcome>> {
-    Box::pin(async move {
-        if let Some(c) = &issue.code {
-            let done = sqlx::query(
-            "INSERT INTO oidc_codes (code_hash, client_id, grant_data, created_at, expires_at, used_at, issued_family, issued_jti, issued_exp) \
-             VALUES ($1, $2, '', $3, $4, $3, $5, $6, $7) ON CONFLICT (code_hash) DO NOTHING",
-        )
-        .bind(&c.code_hash)
-        .bind(&c.client_id)
-        .bind(ts(now))
-        .bind(ts(c.expires_at))
-        .bind(&c.family)
-        .bind(&c.jti)
-        .bind(ts(c.jti_exp))
-        .execute(&mut *conn)
-        .await?;
-            if done.rows_affected() == 0 {
-                let row = sqlx::query(
-                "SELECT issued_family, issued_jti, issued_exp FROM oidc_codes WHERE code_hash = $1",
-            )
-            .bind(&c.code_hash)
-            .fetch_one(&mut *conn)
-            .await?;
-                return Ok(IssueOutcome::Reused {
-                    family: row.try_get("issued_family")?,
-                    jti: row.try_get("issued_jti")?,
-                    jti_exp: row.try_get("issued_exp")?,
-                });
-            }
+fn run_issue_batch(
+    conn: &mut rusqlite::Connection,
+    jobs: &[IssueJob],
+) -> rusqlite::Result<Vec<Result<IssueOutcome>>> {
+    // Optimistic: all jobs in one transaction. A job that fails (rare: e.g. its account was
+    // deleted meanwhile) would leave its earlier statements in it, so then the whole group
+    // is rolled back and every job runs again in a transaction of its own.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut failed = false;
+    for job in jobs {
+        let r = apply_issue_sync(&tx, &job.issue, job.now);
+        failed |= r.is_err();
+        results.push(r.map_err(|e| crate::StoreError::Conflict(e.to_string())));
+    }
+    if !failed {
+        tx.commit()?;
+        return Ok(results);
+    }
+    tx.rollback()?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let r = apply_issue_sync(&tx, &job.issue, job.now);
+        if r.is_ok() {
+            tx.commit()?;
+        } else {
+            tx.rollback()?;
         }
-        if let Some((hash, client_id)) = &issue.refresh_used {
-            let done = sqlx::query(
-            "UPDATE oidc_refresh_tokens SET used_at = $3 WHERE token_hash = $1 AND client_id = $2 \
-             AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
-        )
-        .bind(hash)
-        .bind(client_id)
-        .bind(ts(now))
-        .execute(&mut *conn)
-        .await?;
-            if done.rows_affected() == 0 {
-                let row = sqlx::query(
-                "SELECT family_id, used_at, revoked_at FROM oidc_refresh_tokens WHERE token_hash = $1 AND client_id = $2",
-            )
+        results.push(r.map_err(|e| crate::StoreError::Conflict(e.to_string())));
+    }
+    Ok(results)
+}
+
+fn apply_issue_sync(
+    conn: &rusqlite::Connection,
+    issue: &TokenIssue,
+    now: OffsetDateTime,
+) -> rusqlite::Result<IssueOutcome> {
+    use rusqlite::OptionalExtension as _;
+    if let Some(c) = &issue.code {
+        let inserted = conn
+            .prepare_cached(SQL_CODE_USE)?
+            .execute(rusqlite::params![
+                c.code_hash,
+                c.client_id,
+                ts(now),
+                ts(c.expires_at),
+                c.family,
+                c.jti,
+                ts(c.jti_exp)
+            ])?;
+        if inserted == 0 {
+            return conn
+                .prepare_cached(SQL_CODE_ISSUED)?
+                .query_row([&c.code_hash], |r| {
+                    Ok(IssueOutcome::Reused {
+                        family: r.get(0)?,
+                        jti: r.get(1)?,
+                        jti_exp: r.get(2)?,
+                    })
+                });
+        }
+    }
+    if let Some((hash, client_id)) = &issue.refresh_used {
+        let used = conn
+            .prepare_cached(SQL_REFRESH_USE)?
+            .execute(rusqlite::params![ts(now), hash, client_id])?;
+        if used == 0 {
+            let row: Option<(String, Option<String>, Option<String>)> = conn
+                .prepare_cached(SQL_REFRESH_STATE)?
+                .query_row(rusqlite::params![hash, client_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            return Ok(match row {
+                Some((family, used, revoked)) if used.is_some() || revoked.is_some() => {
+                    IssueOutcome::Reused {
+                        family: Some(family),
+                        jti: None,
+                        jti_exp: None,
+                    }
+                }
+                _ => IssueOutcome::Invalid,
+            });
+        }
+    }
+    if let Some(r) = &issue.new_refresh {
+        conn.prepare_cached(SQL_REFRESH_INSERT)?
+            .execute(rusqlite::params![
+                r.token_hash,
+                r.family_id,
+                r.client_id,
+                r.account_id,
+                r.session_id,
+                r.grant_data,
+                ts(now),
+                ts(r.expires_at)
+            ])?;
+    }
+    if let Some((sid, client_id, sub)) = &issue.session_client {
+        conn.prepare_cached(SQL_SESSION_CLIENT)?
+            .execute(rusqlite::params![sid, client_id, sub, ts(now)])?;
+    }
+    if let Some((account_id, kind, detail)) = &issue.event {
+        conn.prepare_cached(SQL_EVENT)?.execute(rusqlite::params![
+            uuid::Uuid::new_v4().to_string(),
+            account_id,
+            ts(now),
+            kind,
+            detail
+        ])?;
+    }
+    Ok(IssueOutcome::Issued)
+}
+
+// The statements of a token issuance, shared by both backends (rusqlite on SQLite, sqlx on
+// PostgreSQL). SQLite reads `$n` as a name and numbers names by first appearance, so each
+// statement must mention $1, $2, … first in that order.
+const SQL_CODE_USE: &str = "INSERT INTO oidc_codes (code_hash, client_id, grant_data, created_at, expires_at, used_at, issued_family, issued_jti, issued_exp) \
+     VALUES ($1, $2, '', $3, $4, $3, $5, $6, $7) ON CONFLICT (code_hash) DO NOTHING";
+const SQL_CODE_ISSUED: &str =
+    "SELECT issued_family, issued_jti, issued_exp FROM oidc_codes WHERE code_hash = $1";
+const SQL_REFRESH_USE: &str = "UPDATE oidc_refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND client_id = $3 \
+     AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1";
+const SQL_REFRESH_STATE: &str = "SELECT family_id, used_at, revoked_at FROM oidc_refresh_tokens WHERE token_hash = $1 AND client_id = $2";
+const SQL_REFRESH_INSERT: &str = "INSERT INTO oidc_refresh_tokens (token_hash, family_id, client_id, account_id, session_id, grant_data, created_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const SQL_SESSION_CLIENT: &str = "INSERT INTO oidc_session_clients (session_id, client_id, sub, created_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (session_id, client_id) DO NOTHING";
+const SQL_EVENT: &str = "INSERT INTO security_events (id, account_id, at, kind, ip, user_agent, detail) \
+     VALUES ($1, $2, $3, $4, NULL, NULL, $5)";
+
+/// PostgreSQL: one issuance in the caller's transaction, with the same statements.
+async fn apply_issue_pg(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    issue: &TokenIssue,
+    now: OffsetDateTime,
+) -> Result<IssueOutcome> {
+    if let Some(c) = &issue.code {
+        let done = sqlx::query(SQL_CODE_USE)
+            .bind(&c.code_hash)
+            .bind(&c.client_id)
+            .bind(ts(now))
+            .bind(ts(c.expires_at))
+            .bind(&c.family)
+            .bind(&c.jti)
+            .bind(ts(c.jti_exp))
+            .execute(&mut **tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            let row = sqlx::query(SQL_CODE_ISSUED)
+                .bind(&c.code_hash)
+                .fetch_one(&mut **tx)
+                .await?;
+            return Ok(IssueOutcome::Reused {
+                family: row.try_get("issued_family")?,
+                jti: row.try_get("issued_jti")?,
+                jti_exp: row.try_get("issued_exp")?,
+            });
+        }
+    }
+    if let Some((hash, client_id)) = &issue.refresh_used {
+        let done = sqlx::query(SQL_REFRESH_USE)
+            .bind(ts(now))
             .bind(hash)
             .bind(client_id)
-            .fetch_optional(&mut *conn)
+            .execute(&mut **tx)
             .await?;
-                return Ok(match row {
-                    Some(r)
-                        if r.try_get::<Option<String>, _>("used_at")?.is_some()
-                            || r.try_get::<Option<String>, _>("revoked_at")?.is_some() =>
-                    {
-                        IssueOutcome::Reused {
-                            family: r.try_get("family_id")?,
-                            jti: None,
-                            jti_exp: None,
-                        }
+        if done.rows_affected() == 0 {
+            let row = sqlx::query(SQL_REFRESH_STATE)
+                .bind(hash)
+                .bind(client_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            return Ok(match row {
+                Some(r)
+                    if r.try_get::<Option<String>, _>("used_at")?.is_some()
+                        || r.try_get::<Option<String>, _>("revoked_at")?.is_some() =>
+                {
+                    IssueOutcome::Reused {
+                        family: r.try_get("family_id")?,
+                        jti: None,
+                        jti_exp: None,
                     }
-                    _ => IssueOutcome::Invalid,
-                });
-            }
+                }
+                _ => IssueOutcome::Invalid,
+            });
         }
-        if let Some(r) = &issue.new_refresh {
-            sqlx::query(
-            "INSERT INTO oidc_refresh_tokens (token_hash, family_id, client_id, account_id, session_id, grant_data, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&r.token_hash)
-        .bind(&r.family_id)
-        .bind(&r.client_id)
-        .bind(&r.account_id)
-        .bind(&r.session_id)
-        .bind(&r.grant_data)
-        .bind(ts(now))
-        .bind(ts(r.expires_at))
-        .execute(&mut *conn)
-        .await?;
-        }
-        if let Some((sid, client_id, sub)) = &issue.session_client {
-            sqlx::query(
-            "INSERT INTO oidc_session_clients (session_id, client_id, sub, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (session_id, client_id) DO NOTHING",
-        )
-        .bind(sid)
-        .bind(client_id)
-        .bind(sub)
-        .bind(ts(now))
-        .execute(&mut *conn)
-        .await?;
-        }
-        if let Some((account_id, kind, detail)) = &issue.event {
-            sqlx::query(
-                "INSERT INTO security_events (id, account_id, at, kind, ip, user_agent, detail) \
-             VALUES ($1, $2, $3, $4, NULL, NULL, $5)",
-            )
+    }
+    if let Some(r) = &issue.new_refresh {
+        sqlx::query(SQL_REFRESH_INSERT)
+            .bind(&r.token_hash)
+            .bind(&r.family_id)
+            .bind(&r.client_id)
+            .bind(&r.account_id)
+            .bind(&r.session_id)
+            .bind(&r.grant_data)
+            .bind(ts(now))
+            .bind(ts(r.expires_at))
+            .execute(&mut **tx)
+            .await?;
+    }
+    if let Some((sid, client_id, sub)) = &issue.session_client {
+        sqlx::query(SQL_SESSION_CLIENT)
+            .bind(sid)
+            .bind(client_id)
+            .bind(sub)
+            .bind(ts(now))
+            .execute(&mut **tx)
+            .await?;
+    }
+    if let Some((account_id, kind, detail)) = &issue.event {
+        sqlx::query(SQL_EVENT)
             .bind(uuid::Uuid::new_v4().to_string())
             .bind(account_id)
             .bind(ts(now))
             .bind(kind)
             .bind(detail)
-            .execute(&mut *conn)
+            .execute(&mut **tx)
             .await?;
-        }
-        Ok(IssueOutcome::Issued)
-    })
+    }
+    Ok(IssueOutcome::Issued)
 }
 
 impl Store {
@@ -920,7 +1000,7 @@ impl Store {
                 .map_err(|_| crate::StoreError::Conflict("the token writer stopped".into()))?;
         }
         let mut tx = self.begin_write().await?;
-        let outcome = apply_issue(&mut tx, &issue, now).await?;
+        let outcome = apply_issue_pg(&mut tx, &issue, now).await?;
         if outcome == IssueOutcome::Issued {
             tx.commit().await?;
         } else {

@@ -1672,3 +1672,118 @@ async fn oidc_codes_refresh_tokens_keys_and_logout_notices() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn token_issuance_records_single_use_atomically() {
+    use store::{CodeUse, IssueOutcome, RefreshRecord, TokenIssue};
+    each_backend(|db| async move {
+        let s = db.store();
+        s.create_account(&account("a1", "erika@example.org", "ref-1"), T0)
+            .await
+            .unwrap();
+        let refresh = |hash: &str| RefreshRecord {
+            token_hash: hash.into(),
+            family_id: "fam".into(),
+            client_id: "c1".into(),
+            account_id: "a1".into(),
+            session_id: Some("sid".into()),
+            grant_data: "{}".into(),
+            expires_at: T0 + Duration::days(1),
+        };
+        let code = CodeUse {
+            code_hash: "code-1".into(),
+            client_id: "c1".into(),
+            expires_at: T0 + Duration::minutes(1),
+            family: Some("fam".into()),
+            jti: "j1".into(),
+            jti_exp: T0 + Duration::minutes(10),
+        };
+        let first = TokenIssue {
+            code: Some(code.clone()),
+            new_refresh: Some(refresh("r1")),
+            session_client: Some(("sid".into(), "c1".into(), "sub".into())),
+            event: Some((
+                "a1".into(),
+                "data_released".into(),
+                "Dienst (openid)".into(),
+            )),
+            ..TokenIssue::default()
+        };
+        assert_eq!(
+            s.issue_tokens(first, T0).await.unwrap(),
+            IssueOutcome::Issued
+        );
+        assert_eq!(s.session_clients("sid").await.unwrap().len(), 1);
+        assert!(s.refresh_family_live("fam", T0).await.unwrap());
+        // The same code again writes nothing and names what it issued.
+        let again = TokenIssue {
+            code: Some(code),
+            new_refresh: Some(refresh("r-other")),
+            ..TokenIssue::default()
+        };
+        assert_eq!(
+            s.issue_tokens(again, T0).await.unwrap(),
+            IssueOutcome::Reused {
+                family: Some("fam".into()),
+                jti: Some("j1".into()),
+                jti_exp: Some(store::ts(T0 + Duration::minutes(10)))
+            }
+        );
+        assert!(s.refresh_token("r-other").await.unwrap().is_none());
+        // Rotation: r1 is used once; a second use is reuse; an unknown token is invalid.
+        let rotate = |used: &str, new: &str| TokenIssue {
+            refresh_used: Some((used.into(), "c1".into())),
+            new_refresh: Some(refresh(new)),
+            ..TokenIssue::default()
+        };
+        assert_eq!(
+            s.issue_tokens(rotate("r1", "r2"), T0).await.unwrap(),
+            IssueOutcome::Issued
+        );
+        assert!(matches!(
+            s.issue_tokens(rotate("r1", "r3"), T0).await.unwrap(),
+            IssueOutcome::Reused { family: Some(ref f), .. } if f == "fam"
+        ));
+        assert_eq!(
+            s.issue_tokens(rotate("nope", "r4"), T0).await.unwrap(),
+            IssueOutcome::Invalid
+        );
+        // A failing issuance (unknown account) writes none of its parts.
+        let broken = TokenIssue {
+            code: Some(CodeUse {
+                code_hash: "code-2".into(),
+                ..CodeUse {
+                    code_hash: String::new(),
+                    client_id: "c1".into(),
+                    expires_at: T0 + Duration::minutes(1),
+                    family: None,
+                    jti: "j2".into(),
+                    jti_exp: T0 + Duration::minutes(10),
+                }
+            }),
+            new_refresh: Some(RefreshRecord {
+                account_id: "nobody".into(),
+                ..refresh("r5")
+            }),
+            ..TokenIssue::default()
+        };
+        assert!(s.issue_tokens(broken, T0).await.is_err());
+        let retry = TokenIssue {
+            code: Some(CodeUse {
+                code_hash: "code-2".into(),
+                client_id: "c1".into(),
+                expires_at: T0 + Duration::minutes(1),
+                family: None,
+                jti: "j3".into(),
+                jti_exp: T0 + Duration::minutes(10),
+            }),
+            ..TokenIssue::default()
+        };
+        assert_eq!(
+            s.issue_tokens(retry, T0).await.unwrap(),
+            IssueOutcome::Issued,
+            "the code was not spent by the failure"
+        );
+    })
+    .await;
+}
