@@ -959,12 +959,10 @@ impl App {
             return Ok(None);
         };
         if claims.exp <= unix(OffsetDateTime::now_utc())
-            || self.store.jti_revoked(&claims.jti).await?
-        {
-            return Ok(None);
-        }
-        if let Some(f) = &claims.fam
-            && self.store.refresh_family_revoked(f).await?
+            || self
+                .store
+                .access_token_revoked(&claims.jti, claims.fam.as_deref())
+                .await?
         {
             return Ok(None);
         }
@@ -1255,17 +1253,28 @@ impl App {
         let Some((_, config)) = self.client_config(&claims.cid).await? else {
             return Ok(None);
         };
-        let Some(account) = self.store.account_by_id(account_id).await? else {
+        let wants_profile = ["profile", "address", "phone"]
+            .iter()
+            .any(|s| scopes.contains(s));
+        // Independent reads run side by side: each waits for a database thread.
+        let (account, profile) = tokio::join!(self.store.account_by_id(account_id), async {
+            if wants_profile {
+                self.profile(account_id).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        });
+        let Some(account) = account? else {
             return Ok(None);
         };
+        let profile = profile?;
         let mut out = json!({ "sub": self.subject(&config, account_id) });
         let wants = |s: &str| scopes.contains(&s);
         if wants("email") {
             out["email"] = Value::from(account.email.clone());
             out["email_verified"] = Value::from(account.email_verified_at.is_some());
         }
-        if wants("profile") || wants("address") || wants("phone") {
-            let profile = self.profile(account_id).await?;
+        if let Some(profile) = profile {
             let put = |out: &mut Value, claim: &str| {
                 let v = profile.value(claim);
                 if !v.is_empty() {

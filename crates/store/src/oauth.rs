@@ -395,6 +395,21 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// Whether an access token is revoked: by its `jti`, or because its sign-in (refresh
+    /// family) ended. One query, since every bearer request asks.
+    pub async fn access_token_revoked(&self, jti: &str, family: Option<&str>) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM oauth_revoked_tokens WHERE jti = $1 \
+             UNION ALL SELECT 1 AS one FROM oidc_refresh_tokens WHERE family_id = $2 AND revoked_at IS NOT NULL \
+             LIMIT 1",
+        )
+        .bind(jti)
+        .bind(family.unwrap_or(""))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Whether any token of the family was revoked (the whole sign-in is then over).
     pub async fn refresh_family_revoked(&self, family_id: &str) -> Result<bool> {
         let row = sqlx::query(
