@@ -19,7 +19,13 @@ struct Server {
 
 const DEMO_CLIENT_SECRET: &str = "test-demo-client-secret-0123456789abcdefghij";
 
+/// reqwest's TLS has no crypto provider of its own in a workspace build (see Cargo.toml).
+fn tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 fn start(backend: Backend) -> Server {
+    tls_provider();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -85,6 +91,7 @@ fn servers() -> &'static [Server] {
 }
 
 fn client() -> reqwest::Client {
+    tls_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .cookie_store(true)
