@@ -110,6 +110,26 @@ async fn login(
     res
 }
 
+/// The checks every admin form passes first: signed in (else to the sign-in page), then
+/// the CSRF token. (The error is the response itself, as axum handlers return it.)
+#[allow(clippy::result_large_err)]
+fn admin_form<F: Default>(
+    state: &AppState,
+    headers: &HeaderMap,
+    page: &Page,
+    form: Result<Form<F>, FormRejection>,
+    csrf: impl Fn(&F) -> &String,
+) -> Result<F, Response> {
+    if !signed_in(state, headers) {
+        return Err(to_login(page));
+    }
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    if !csrf_ok_token(state, headers, csrf(&form)) {
+        return Err(page.error(state, StatusCode::FORBIDDEN));
+    }
+    Ok(form)
+}
+
 fn to_login(page: &Page) -> Response {
     Redirect::to(&with_lang("/admin/anmelden", page)).into_response()
 }
@@ -215,13 +235,10 @@ async fn add_client(
     form: Result<Form<ClientForm>, FormRejection>,
 ) -> Response {
     let page = Page::new(&uri, &headers);
-    if !signed_in(&state, &headers) {
-        return to_login(&page);
-    }
-    let form = form.map(|Form(f)| f).unwrap_or_default();
-    if !csrf_ok_token(&state, &headers, &form.csrf_token) {
-        return page.error(&state, StatusCode::FORBIDDEN);
-    }
+    let form = match admin_form(&state, &headers, &page, form, |f| &f.csrf_token) {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
     let kind = if form.kind == "api" {
         oidc::ClientKind::Api
     } else {
@@ -292,13 +309,10 @@ async fn set_active(
     form: Result<Form<ClientAction>, FormRejection>,
 ) -> Response {
     let page = Page::new(&uri, &headers);
-    if !signed_in(&state, &headers) {
-        return to_login(&page);
-    }
-    let form = form.map(|Form(f)| f).unwrap_or_default();
-    if !csrf_ok_token(&state, &headers, &form.csrf_token) {
-        return page.error(&state, StatusCode::FORBIDDEN);
-    }
+    let form = match admin_form(&state, &headers, &page, form, |f| &f.csrf_token) {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
     match state
         .app
         .set_client_active(&form.client_id, form.active == "1")
@@ -319,13 +333,10 @@ async fn new_secret(
     form: Result<Form<ClientAction>, FormRejection>,
 ) -> Response {
     let page = Page::new(&uri, &headers);
-    if !signed_in(&state, &headers) {
-        return to_login(&page);
-    }
-    let form = form.map(|Form(f)| f).unwrap_or_default();
-    if !csrf_ok_token(&state, &headers, &form.csrf_token) {
-        return page.error(&state, StatusCode::FORBIDDEN);
-    }
+    let form = match admin_form(&state, &headers, &page, form, |f| &f.csrf_token) {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
     match state.app.rotate_client_secret(&form.client_id).await {
         Ok(Some(secret)) => {
             render(
@@ -359,12 +370,8 @@ async fn rotate_keys(
     form: Result<Form<CsrfOnly>, FormRejection>,
 ) -> Response {
     let page = Page::new(&uri, &headers);
-    if !signed_in(&state, &headers) {
-        return to_login(&page);
-    }
-    let form = form.map(|Form(f)| f).unwrap_or_default();
-    if !csrf_ok_token(&state, &headers, &form.csrf_token) {
-        return page.error(&state, StatusCode::FORBIDDEN);
+    if let Err(res) = admin_form(&state, &headers, &page, form, |f| &f.csrf_token) {
+        return res;
     }
     match state.app.rotate_oidc_keys(app::DEFAULT_KEY_OVERLAP).await {
         Ok(_) => {
