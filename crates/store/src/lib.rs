@@ -31,8 +31,7 @@ pub use directory::{AreaImportSummary, RuleChange};
 pub use keys::StoredKey;
 pub use legal::{Feedback, LegalPage};
 pub use oauth::{
-    CodeUse, IssueOutcome, LogoutNotice, OAuthClient, OidcKeyRecord, Redemption, RefreshRecord,
-    TokenIssue,
+    CodeUse, IssueOutcome, LogoutNotice, OAuthClient, OidcKeyRecord, RefreshRecord, TokenIssue,
 };
 pub use organisations::{
     InvitationRecord, LAST_OWNER, MemberRecord, MembershipRecord, NewInvitation, OrganisationRecord,

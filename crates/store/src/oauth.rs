@@ -38,22 +38,6 @@ pub struct OidcKeyRecord {
     pub expires_at: Option<String>,
 }
 
-/// What happened when a code or refresh token was presented.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Redemption {
-    /// First use: the grant data stored with it.
-    Fresh(String),
-    /// Presented again. For a code: the tokens issued at first use (family, access-token jti
-    /// and its expiry) so they can be revoked; for a refresh token: its family.
-    Reused {
-        family: Option<String>,
-        jti: Option<String>,
-        jti_exp: Option<String>,
-    },
-    /// Unknown, expired or revoked.
-    Invalid,
-}
-
 /// A refresh token as stored.
 #[derive(Debug, Clone)]
 pub struct RefreshRecord {
@@ -226,77 +210,6 @@ impl Store {
             .collect()
     }
 
-    // ---- authorization codes ----
-
-    pub async fn insert_code(
-        &self,
-        code_hash: &str,
-        client_id: &str,
-        grant_data: &str,
-        now: OffsetDateTime,
-        expires_at: OffsetDateTime,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO oidc_codes (code_hash, client_id, grant_data, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(code_hash)
-        .bind(client_id)
-        .bind(grant_data)
-        .bind(ts(now))
-        .bind(ts(expires_at))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Redeems a code of `client_id` once. The first redemption records the tokens it
-    /// issues (`family`, `jti`), so that a second one can revoke them (RFC 6749 § 4.1.2).
-    pub async fn redeem_code(
-        &self,
-        code_hash: &str,
-        client_id: &str,
-        now: OffsetDateTime,
-        family: Option<&str>,
-        jti: &str,
-        jti_exp: OffsetDateTime,
-    ) -> Result<Redemption> {
-        let done = sqlx::query(
-            "UPDATE oidc_codes SET used_at = $3, issued_family = $4, issued_jti = $5, issued_exp = $6 \
-             WHERE code_hash = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > $3",
-        )
-        .bind(code_hash)
-        .bind(client_id)
-        .bind(ts(now))
-        .bind(family)
-        .bind(jti)
-        .bind(ts(jti_exp))
-        .execute(&self.pool)
-        .await?;
-        let row = sqlx::query(
-            "SELECT grant_data, used_at, issued_family, issued_jti, issued_exp FROM oidc_codes \
-             WHERE code_hash = $1 AND client_id = $2",
-        )
-        .bind(code_hash)
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
-            return Ok(Redemption::Invalid);
-        };
-        if done.rows_affected() == 1 {
-            return Ok(Redemption::Fresh(row.try_get("grant_data")?));
-        }
-        if row.try_get::<Option<String>, _>("used_at")?.is_some() {
-            return Ok(Redemption::Reused {
-                family: row.try_get("issued_family")?,
-                jti: row.try_get("issued_jti")?,
-                jti_exp: row.try_get("issued_exp")?,
-            });
-        }
-        Ok(Redemption::Invalid)
-    }
-
     // ---- refresh tokens ----
 
     pub async fn insert_refresh_token(&self, r: &RefreshRecord, now: OffsetDateTime) -> Result<()> {
@@ -315,45 +228,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    /// Uses a refresh token of `client_id` once (rotation). A second use reports the family
-    /// (the caller revokes it: RFC 9700 § 4.14.2).
-    pub async fn use_refresh_token(
-        &self,
-        token_hash: &str,
-        client_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<(Redemption, Option<RefreshRecord>)> {
-        let done = sqlx::query(
-            "UPDATE oidc_refresh_tokens SET used_at = $3 WHERE token_hash = $1 AND client_id = $2 \
-             AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
-        )
-        .bind(token_hash)
-        .bind(client_id)
-        .bind(ts(now))
-        .execute(&self.pool)
-        .await?;
-        let Some(rec) = self.refresh_token(token_hash).await? else {
-            return Ok((Redemption::Invalid, None));
-        };
-        if rec.1.client_id != client_id {
-            return Ok((Redemption::Invalid, None));
-        }
-        if done.rows_affected() == 1 {
-            return Ok((Redemption::Fresh(rec.1.grant_data.clone()), Some(rec.1)));
-        }
-        if rec.0 {
-            return Ok((
-                Redemption::Reused {
-                    family: Some(rec.1.family_id.clone()),
-                    jti: None,
-                    jti_exp: None,
-                },
-                None,
-            ));
-        }
-        Ok((Redemption::Invalid, None))
     }
 
     /// A refresh token and whether it was used already; `None` if unknown.
@@ -382,19 +256,6 @@ impl Store {
         Ok(Some((used || revoked, rec)))
     }
 
-    /// Live (unused, unrevoked, unexpired) refresh token of a family, if any.
-    pub async fn refresh_family_live(&self, family_id: &str, now: OffsetDateTime) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT 1 AS one FROM oidc_refresh_tokens WHERE family_id = $1 AND used_at IS NULL \
-             AND revoked_at IS NULL AND expires_at > $2",
-        )
-        .bind(family_id)
-        .bind(ts(now))
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.is_some())
-    }
-
     /// Whether an access token is revoked: by its `jti`, or because its sign-in (refresh
     /// family) ended. One query, since every bearer request asks.
     pub async fn access_token_revoked(&self, jti: &str, family: Option<&str>) -> Result<bool> {
@@ -405,17 +266,6 @@ impl Store {
         )
         .bind(jti)
         .bind(family.unwrap_or(""))
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.is_some())
-    }
-
-    /// Whether any token of the family was revoked (the whole sign-in is then over).
-    pub async fn refresh_family_revoked(&self, family_id: &str) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT 1 AS one FROM oidc_refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL LIMIT 1",
-        )
-        .bind(family_id)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
@@ -480,14 +330,6 @@ impl Store {
         Ok(())
     }
 
-    pub async fn jti_revoked(&self, jti: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 AS one FROM oauth_revoked_tokens WHERE jti = $1")
-            .bind(jti)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
-    }
-
     /// Records a client assertion's `jti`; false if it was seen before (a replay).
     pub async fn claim_assertion(&self, jti: &str, expires_at: OffsetDateTime) -> Result<bool> {
         let done = sqlx::query(
@@ -513,26 +355,6 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
-    }
-
-    pub async fn add_session_client(
-        &self,
-        session_id: &str,
-        client_id: &str,
-        sub: &str,
-        now: OffsetDateTime,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO oidc_session_clients (session_id, client_id, sub, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (session_id, client_id) DO NOTHING",
-        )
-        .bind(session_id)
-        .bind(client_id)
-        .bind(sub)
-        .bind(ts(now))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// (client id, sub) of every service the session signed in to.

@@ -1504,92 +1504,39 @@ async fn profiles_are_replaced_and_consents_listed_and_revoked() {
 
 #[tokio::test]
 async fn oidc_codes_refresh_tokens_keys_and_logout_notices() {
-    use store::{OidcKeyRecord, Redemption, RefreshRecord};
+    use store::{OidcKeyRecord, RefreshRecord};
     each_backend(|db| async move {
         let s = db.store();
         s.create_account(&account("a1", "erika@example.org", "ref-1"), T0)
             .await
             .unwrap();
-        // A code is redeemed once; the second attempt learns what the first issued.
-        s.insert_code("h1", "c1", "{\"g\":1}", T0, T0 + Duration::minutes(1))
-            .await
-            .unwrap();
-        let exp = T0 + Duration::minutes(10);
-        assert_eq!(
-            s.redeem_code("h1", "other", T0, Some("fam"), "j1", exp)
-                .await
-                .unwrap(),
-            Redemption::Invalid,
-            "another client's code"
-        );
-        assert_eq!(
-            s.redeem_code("h1", "c1", T0, Some("fam"), "j1", exp)
-                .await
-                .unwrap(),
-            Redemption::Fresh("{\"g\":1}".into())
-        );
-        assert_eq!(
-            s.redeem_code("h1", "c1", T0, Some("fam2"), "j2", exp)
-                .await
-                .unwrap(),
-            Redemption::Reused {
-                family: Some("fam".into()),
-                jti: Some("j1".into()),
-                jti_exp: Some(store::ts(exp))
-            }
-        );
-        s.insert_code("h2", "c1", "{}", T0, T0 + Duration::minutes(1))
-            .await
-            .unwrap();
-        assert_eq!(
-            s.redeem_code("h2", "c1", T0 + Duration::minutes(2), None, "j", exp)
-                .await
-                .unwrap(),
-            Redemption::Invalid,
-            "expired"
-        );
-
-        // Refresh tokens rotate; reuse reports the family, which is then revoked.
-        let rt = |hash: &str| RefreshRecord {
+        // A sign-in's refresh family: revoking it ends the family's access tokens too.
+        let rt = |hash: &str, family: &str| RefreshRecord {
             token_hash: hash.into(),
-            family_id: "fam".into(),
+            family_id: family.into(),
             client_id: "c1".into(),
             account_id: "a1".into(),
             session_id: Some("sid-1".into()),
             grant_data: "{}".into(),
             expires_at: T0 + Duration::days(30),
         };
-        s.insert_refresh_token(&rt("r1"), T0).await.unwrap();
-        let (r, rec) = s.use_refresh_token("r1", "c1", T0).await.unwrap();
-        assert_eq!(r, Redemption::Fresh("{}".into()));
-        assert_eq!(rec.unwrap().family_id, "fam");
-        s.insert_refresh_token(&rt("r2"), T0).await.unwrap();
-        assert!(s.refresh_family_live("fam", T0).await.unwrap());
-        let (r, _) = s.use_refresh_token("r1", "c1", T0).await.unwrap();
-        assert!(matches!(r, Redemption::Reused { family: Some(ref f), .. } if f == "fam"));
+        s.insert_refresh_token(&rt("r1", "fam"), T0).await.unwrap();
+        s.insert_refresh_token(&rt("r2", "fam"), T0).await.unwrap();
+        assert!(!s.access_token_revoked("j0", Some("fam")).await.unwrap());
         assert_eq!(s.revoke_refresh_family("fam", T0).await.unwrap(), 2);
-        assert!(!s.refresh_family_live("fam", T0).await.unwrap());
-        let (r, _) = s.use_refresh_token("r2", "c1", T0).await.unwrap();
-        assert!(
-            matches!(r, Redemption::Reused { .. }),
-            "revoked counts as reuse"
-        );
-        s.insert_refresh_token(
-            &RefreshRecord {
-                family_id: "f2".into(),
-                ..rt("r3")
-            },
-            T0,
-        )
-        .await
-        .unwrap();
+        assert!(s.access_token_revoked("j0", Some("fam")).await.unwrap());
+        assert!(!s.access_token_revoked("j0", None).await.unwrap());
+        let (used, _) = s.refresh_token("r2").await.unwrap().unwrap();
+        assert!(used, "a revoked token counts as used");
+        s.insert_refresh_token(&rt("r3", "f2"), T0).await.unwrap();
         assert_eq!(s.revoke_refresh_of_session("sid-1", T0).await.unwrap(), 1);
 
         // Revoked access tokens and client-assertion replay.
-        assert!(!s.jti_revoked("j1").await.unwrap());
+        let exp = T0 + Duration::minutes(10);
+        assert!(!s.access_token_revoked("j1", None).await.unwrap());
         s.revoke_jti("j1", &store::ts(exp)).await.unwrap();
         s.revoke_jti("j1", &store::ts(exp)).await.unwrap();
-        assert!(s.jti_revoked("j1").await.unwrap());
+        assert!(s.access_token_revoked("j1", None).await.unwrap());
         assert!(s.claim_assertion("c1\nx", exp).await.unwrap());
         assert!(!s.claim_assertion("c1\nx", exp).await.unwrap());
 
@@ -1630,12 +1577,13 @@ async fn oidc_codes_refresh_tokens_keys_and_logout_notices() {
         );
 
         // Services of a session; back-channel notices are leased and finished.
-        s.add_session_client("sid-1", "c1", "sub-1", T0)
-            .await
-            .unwrap();
-        s.add_session_client("sid-1", "c1", "sub-1", T0)
-            .await
-            .unwrap();
+        for _ in 0..2 {
+            let issue = store::TokenIssue {
+                session_client: Some(("sid-1".into(), "c1".into(), "sub-1".into())),
+                ..store::TokenIssue::default()
+            };
+            s.issue_tokens(issue, T0).await.unwrap();
+        }
         assert_eq!(
             s.session_clients("sid-1").await.unwrap(),
             [("c1".to_owned(), "sub-1".to_owned())]
@@ -1714,7 +1662,10 @@ async fn token_issuance_records_single_use_atomically() {
             IssueOutcome::Issued
         );
         assert_eq!(s.session_clients("sid").await.unwrap().len(), 1);
-        assert!(s.refresh_family_live("fam", T0).await.unwrap());
+        assert_eq!(
+            s.refresh_token("r1").await.unwrap().map(|(used, _)| used),
+            Some(false)
+        );
         // The same code again writes nothing and names what it issued.
         let again = TokenIssue {
             code: Some(code),
