@@ -786,3 +786,143 @@ impl App {
         Ok(())
     }
 }
+
+/// The demo's FIT-Connect setup, as demo.json shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoFitConnect {
+    pub token_url: String,
+    pub submission_api_v1: String,
+    pub submission_api_v2: String,
+    pub sender: DemoClientSecret,
+    pub subscriber: DemoClientSecret,
+    /// An external-subscriber destination; its private keys are in the two files.
+    pub destination_id: String,
+    pub service_identifier: String,
+    pub decryption_jwk_file: String,
+    pub signing_jwk_file: String,
+    /// The platform-held destination of Samtgemeinde Nenndorf (its ePoststelle).
+    pub epoststelle_destination_id: String,
+    /// Private JWKs of a destination created in this run, for the caller to write to the
+    /// two files (they exist nowhere else).
+    #[serde(skip)]
+    pub new_private_jwks: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoClientSecret {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+const DEMO_FC_SENDER_ID: &str = "demo-fit-connect-sender";
+const DEMO_FC_SUBSCRIBER_ID: &str = "demo-fit-connect-subscriber";
+const DEMO_FC_SERVICE: &str = "urn:de:fim:leika:leistung:99115005104000";
+
+impl App {
+    /// Seeds the demo's FIT-Connect clients and destinations (once; later runs find them).
+    /// `key_files`: where the external destination's private keys are (to be) written.
+    pub async fn seed_demo_fit_connect(
+        &self,
+        client_secret: &str,
+        key_files: (&str, &str),
+    ) -> Result<DemoFitConnect> {
+        let derive =
+            |label: &str| crypto::sha256_hex(format!("{client_secret}\n{label}").as_bytes());
+        let (sender_secret, subscriber_secret) = (derive("fc-sender"), derive("fc-subscriber"));
+        self.ensure_demo_client(
+            DEMO_FC_SENDER_ID,
+            "Demo-Onlinedienst (FIT-Connect-Sender)",
+            None,
+            crate::zustelldienst::SCOPE_SEND,
+            &oidc::ClientConfig::default(),
+            &sender_secret,
+        )
+        .await?;
+        self.ensure_demo_client(
+            DEMO_FC_SUBSCRIBER_ID,
+            "Demo-Fachverfahren (FIT-Connect-Subscriber)",
+            Some(DEMO_CLIENT_ARS),
+            &format!(
+                "{} {}",
+                crate::zustelldienst::SCOPE_SUBSCRIBE,
+                crate::zustelldienst::SCOPE_MANAGE
+            ),
+            &oidc::ClientConfig::default(),
+            &subscriber_secret,
+        )
+        .await?;
+        let offer = |region: &str| zustelldienst::ServiceOffer {
+            identifier: DEMO_FC_SERVICE.into(),
+            submission_schemas: vec![zustelldienst::destination::SubmissionSchema {
+                schema_uri: "https://schema.fitko.de/fim/s00000096_1.0.schema.json".into(),
+                mime_type: "application/json".into(),
+            }],
+            regions: vec![region.into()],
+        };
+        let contact = serde_json::json!({
+            "legalName": "Samtgemeinde Nenndorf",
+            "address": "Rodenberger Allee 13, 31542 Bad Nenndorf",
+            "phone": "+49 5723 704-0",
+            "email": "poststelle@nenndorf.example",
+        });
+        let mut new_private_jwks = None;
+        let external = match self.store.meta_get("demo.fc.destination").await? {
+            Some(id) if self.store.destination(&id).await?.is_some() => id,
+            _ => {
+                let (id, keys) = self
+                    .zd_setup_destination(crate::zustelldienst::DestinationSetup {
+                        authority_ars: Some(DEMO_CLIENT_ARS.into()),
+                        services: vec![offer("DE03257")],
+                        contact: contact.clone(),
+                        held_by_platform: false,
+                        clients: vec![DEMO_FC_SUBSCRIBER_ID.into()],
+                    })
+                    .await?;
+                if let Some(k) = keys {
+                    new_private_jwks = Some((
+                        k.encryption.private_jwk().to_string(),
+                        k.signing.private_jwk().to_string(),
+                    ));
+                }
+                self.store.meta_set("demo.fc.destination", &id).await?;
+                id
+            }
+        };
+        let epoststelle = match self.store.meta_get("demo.fc.epoststelle").await? {
+            Some(id) if self.store.destination(&id).await?.is_some() => id,
+            _ => {
+                let (id, _) = self
+                    .zd_setup_destination(crate::zustelldienst::DestinationSetup {
+                        authority_ars: Some(DEMO_CLIENT_ARS.into()),
+                        services: vec![offer("DE03257")],
+                        contact,
+                        held_by_platform: true,
+                        clients: Vec::new(),
+                    })
+                    .await?;
+                self.store.meta_set("demo.fc.epoststelle", &id).await?;
+                id
+            }
+        };
+        let base = &self.settings.public_url;
+        Ok(DemoFitConnect {
+            token_url: format!("{base}/oauth/token"),
+            submission_api_v1: format!("{base}/submission-api/v1"),
+            submission_api_v2: format!("{base}/submission-api/v2"),
+            sender: DemoClientSecret {
+                client_id: DEMO_FC_SENDER_ID.into(),
+                client_secret: sender_secret,
+            },
+            subscriber: DemoClientSecret {
+                client_id: DEMO_FC_SUBSCRIBER_ID.into(),
+                client_secret: subscriber_secret,
+            },
+            destination_id: external,
+            service_identifier: DEMO_FC_SERVICE.into(),
+            decryption_jwk_file: key_files.0.into(),
+            signing_jwk_file: key_files.1.into(),
+            epoststelle_destination_id: epoststelle,
+            new_private_jwks,
+        })
+    }
+}

@@ -28,6 +28,9 @@ pub enum AppError {
     Internal(String),
     #[error(transparent)]
     Store(StoreError),
+    /// A FIT-Connect problem (Zustelldienst), with its own problem type.
+    #[error("{0}")]
+    Problem(zustelldienst::Problem),
 }
 
 impl From<StoreError> for AppError {

@@ -8,15 +8,18 @@
 mod accounts;
 pub mod demo;
 mod error;
+mod journal_log;
 pub mod mails;
 pub mod oauth;
 mod oidc;
 mod organisations;
 mod passkeys;
 mod postfach;
+pub mod poststelle;
 mod profile;
 mod rules;
 mod signing;
+pub mod zustelldienst;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -71,6 +74,7 @@ pub struct Settings {
     /// Where files (Postfach attachments) are kept; `None`: a temporary directory that lives
     /// as long as the [`App`] (tests).
     pub blob_dir: Option<std::path::PathBuf>,
+    pub zustelldienst: zustelldienst::ZustelldienstSettings,
 }
 
 impl Settings {
@@ -81,6 +85,7 @@ impl Settings {
             accounts: AccountSettings::default(),
             postfach: PostfachSettings::default(),
             blob_dir: None,
+            zustelldienst: zustelldienst::ZustelldienstSettings::default(),
         }
     }
 }
@@ -108,6 +113,16 @@ pub struct App {
     logout_wake: Arc<tokio::sync::Notify>,
     /// Signs the admin pages' session cookie.
     admin_mac: crypto::MacKey,
+    /// The journal's signing key and sequencer state.
+    journal: journal_log::JournalState,
+    /// Wakes the SET signer when events were written unsigned.
+    signer_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the callback worker when a callback was queued.
+    callback_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the ePoststelle worker when a submission was submitted.
+    poststelle_wake: Arc<tokio::sync::Notify>,
+    /// What the ePoststelle worker last found (scanner reachable or not), for readiness.
+    poststelle: poststelle::Health,
 }
 
 impl std::fmt::Debug for App {
@@ -145,9 +160,15 @@ impl App {
         });
         let webauthn = passkeys::relying_party(&settings.public_url);
         let oidc = oidc::OidcState::open(&store, &kek).await?;
+        let journal = journal_log::JournalState::open(&store, &kek).await?;
         let admin_mac = kek.derive_mac("admin-pages/session");
         let app = Arc::new(App {
             admin_mac,
+            journal,
+            signer_wake: Arc::new(tokio::sync::Notify::new()),
+            callback_wake: Arc::new(tokio::sync::Notify::new()),
+            poststelle_wake: Arc::new(tokio::sync::Notify::new()),
+            poststelle: poststelle::Health::default(),
             oidc,
             logout_wake: Arc::new(tokio::sync::Notify::new()),
             directory: ArcSwap::from_pointee(load_directory(&store, &settings.public_url).await?),

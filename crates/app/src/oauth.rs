@@ -127,6 +127,23 @@ impl App {
                 });
             }
         }
+        // FIT-Connect destinations the client subscribes to must exist: an integrator must
+        // never meet an unexplained 403 later.
+        let mut destinations = Vec::new();
+        for d in &config.destinations {
+            let id =
+                zustelldienst::parse_id("destination", d).map_err(|p| AppError::InvalidField {
+                    field: "destinations",
+                    message: p.detail,
+                })?;
+            if self.store.destination(&id).await?.is_none() {
+                return Err(AppError::InvalidField {
+                    field: "destinations",
+                    message: format!("there is no destination {id}"),
+                });
+            }
+            destinations.push(id);
+        }
         let client_id = uuid::Uuid::new_v4().to_string();
         let secret = crypto::random_token(32);
         self.store
@@ -145,6 +162,9 @@ impl App {
                 OffsetDateTime::now_utc(),
             )
             .await?;
+        for d in &destinations {
+            self.store.link_destination_client(d, &client_id).await?;
+        }
         Ok((client_id, secret))
     }
 
@@ -155,10 +175,13 @@ impl App {
 
     /// Switches a client on or off; false if there is no such client.
     pub async fn set_client_active(&self, client_id: &str, active: bool) -> Result<bool> {
-        Ok(self
+        let changed = self
             .store
             .set_oauth_client_active(client_id, active)
-            .await?)
+            .await?;
+        // This node at once; other nodes within the client cache's 5 s.
+        self.forget_client(client_id);
+        Ok(changed)
     }
 
     /// A new secret for a client (the old one stops working); `None` if unknown.

@@ -1890,3 +1890,137 @@ async fn the_demo_seed_is_idempotent_and_the_last_owner_hands_over_before_leavin
         assert_eq!(db.store().verify_postfach_log().await.unwrap(), Ok(3));
     }
 }
+
+#[tokio::test]
+async fn zustelldienst_deadlines_and_key_rotation() {
+    use app::zustelldienst::{DestinationSetup, SCOPE_SEND};
+    use serde_json::json;
+    for backend in backends() {
+        let db = fresh(backend).await;
+        let app = open(&db).await;
+        let (dest, keys) = app
+            .zd_setup_destination(DestinationSetup {
+                authority_ars: Some("032575403".into()),
+                services: vec![zustelldienst::ServiceOffer {
+                    identifier: "urn:de:fim:leika:leistung:99115005104000".into(),
+                    submission_schemas: vec![zustelldienst::destination::SubmissionSchema {
+                        schema_uri: "https://schema.example/s.json".into(),
+                        mime_type: "application/json".into(),
+                    }],
+                    regions: vec!["DE03257".into()],
+                }],
+                contact: json!({"legalName": "SG Nenndorf", "address": "A", "phone": "1", "email": "kontakt@nenndorf.example"}),
+                held_by_platform: true,
+                clients: vec![],
+            })
+            .await
+            .unwrap();
+        assert!(
+            keys.is_none(),
+            "the platform keeps the keys of its own destinations"
+        );
+        let sender = app::ApiClient {
+            client_id: "sender-1".into(),
+            name: "Onlinedienst".into(),
+            authority_ars: None,
+            scopes: vec![SCOPE_SEND.into()],
+        };
+        let created = app
+            .zd_create_submission(
+                &sender,
+                zustelldienst::ApiVersion::V1,
+                &json!({
+                "destinationId": dest, "announcedAttachments": [],
+                "serviceType": {"identifier": "urn:de:fim:leika:leistung:99115005104000"}}),
+            )
+            .await
+            .unwrap();
+        let sid = created["submissionId"].as_str().unwrap().to_owned();
+        let doc = app
+            .zd_destination(None, zustelldienst::ApiVersion::V1, &dest)
+            .await
+            .unwrap();
+        let old_kid = doc["encryptionKid"].as_str().unwrap().to_owned();
+        let jwk = app.zd_key(&dest, &old_kid).await.unwrap();
+        let meta = crypto::jwe::encrypt(
+            &crypto::RsaEncryptionKey::from_jwk(&jwk).unwrap(),
+            b"{}",
+            Some("application/json"),
+            None,
+            false,
+        )
+        .unwrap();
+        app.zd_submit(
+            &sender,
+            zustelldienst::ApiVersion::V1,
+            &sid,
+            &json!({"encryptedMetadata": meta}),
+        )
+        .await
+        .unwrap();
+
+        // Rotation: a new encryption key is published, the old one still decrypts.
+        let new_kid = app.zd_rotate_encryption_key(&dest).await.unwrap();
+        assert_ne!(new_kid, old_kid);
+        let doc = app
+            .zd_destination(None, zustelldienst::ApiVersion::V1, &dest)
+            .await
+            .unwrap();
+        assert_eq!(doc["encryptionKid"], new_kid.as_str());
+        let old = app
+            .zd_decryption_key(&dest, &old_kid)
+            .await
+            .unwrap()
+            .unwrap();
+        let plain =
+            crypto::jwe::decrypt(&old, &crypto::JweCompact::parse(&meta).unwrap(), 1024).unwrap();
+        assert_eq!(&plain.plaintext[..], b"{}");
+
+        let now = time::OffsetDateTime::now_utc();
+        assert_eq!(app.zd_deadlines(now).await.unwrap(), (0, 0, 0));
+        // After three days the contact hears about it, once.
+        assert_eq!(
+            app.zd_deadlines(now + time::Duration::days(4))
+                .await
+                .unwrap(),
+            (1, 0, 0)
+        );
+        assert_eq!(
+            app.zd_deadlines(now + time::Duration::days(5))
+                .await
+                .unwrap(),
+            (0, 0, 0)
+        );
+        assert_eq!(
+            mails(&app, "kontakt@nenndorf.example", "zd_unfetched")
+                .await
+                .len(),
+            1
+        );
+        // After fourteen days it is rejected by the service, with a signed event.
+        assert_eq!(
+            app.zd_deadlines(now + time::Duration::days(15))
+                .await
+                .unwrap(),
+            (0, 1, 0)
+        );
+        let s = app.store().submission(&sid).await.unwrap().unwrap();
+        assert_eq!(s.status, "rejected");
+        let (events, _) = app.store().submission_events(&sid, 10, 0).await.unwrap();
+        assert_eq!(events.last().unwrap().event, "reject-submission");
+        assert!(app.sign_pending(100).await.unwrap() >= 1);
+        // After the retention period the content goes; the event log stays.
+        assert_eq!(
+            app.zd_deadlines(now + time::Duration::days(15 + 31))
+                .await
+                .unwrap(),
+            (0, 0, 1)
+        );
+        let s = app.store().submission(&sid).await.unwrap().unwrap();
+        assert!(s.encrypted_metadata.is_none() && s.content_deleted_at.is_some());
+        assert_eq!(
+            app.store().submission_events(&sid, 10, 0).await.unwrap().1,
+            3
+        );
+    }
+}

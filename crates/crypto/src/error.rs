@@ -58,4 +58,39 @@ pub enum Error {
     /// These cases are deliberately indistinguishable.
     #[error("could not unwrap secret: wrong key, wrong associated data, or corrupted data")]
     UnwrapFailed,
+
+    /// The private JWK cannot be loaded (wrong `kty`/`alg`/`key_ops`, missing or undecodable
+    /// members, no `x5c`); the message names the member, never its value.
+    #[error("invalid private RSA JWK: {0}")]
+    InvalidPrivateJwk(&'static str),
+
+    /// The JWE is not an acceptable FIT-Connect compact serialisation. Detected without any
+    /// key, so a server can answer precisely at upload time; [`crate::JweProblem`] says what
+    /// is wrong.
+    #[error("malformed JWE: {0}")]
+    MalformedJwe(crate::JweProblem),
+
+    /// Decryption failed: the content-encryption key did not unwrap under this key, or the
+    /// ciphertext, IV, tag or protected header was altered. These cases are deliberately
+    /// indistinguishable (no padding or tag oracle).
+    #[error("JWE decryption failed: wrong key or altered JWE")]
+    JweDecryptionFailed,
+
+    /// The plaintext (after decompression, if any) would exceed the caller's limit.
+    #[error("JWE plaintext exceeds the limit of {limit} bytes")]
+    JwePlaintextTooLarge {
+        /// The limit the caller passed, in bytes.
+        limit: usize,
+    },
+
+    /// The authenticated plaintext is not valid raw DEFLATE (RFC 1951) data although the
+    /// header says `"zip":"DEF"`.
+    #[error(
+        "JWE payload is not valid DEFLATE data (truncated, corrupt or followed by extra bytes)"
+    )]
+    JweDecompressionFailed,
+
+    /// aws-lc refused to encrypt (should not happen with a validated key).
+    #[error("encryption failed")]
+    Encryption,
 }

@@ -1,46 +1,31 @@
 use crate::Error;
-use crate::util::fill_random;
+use crate::rsa::{KeyPurpose, RsaKeyWithCert};
 use aws_lc_rs::digest;
-use aws_lc_rs::encoding::{AsDer as _, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::rsa::{KeySize, PublicKey as RsaPublicKey};
-use aws_lc_rs::signature::{
-    KeyPair as _, RSA_PKCS1_SHA256, RSA_PSS_2048_8192_SHA512, RSA_PSS_SHA512, RsaKeyPair,
-    RsaPublicKeyComponents,
-};
+use aws_lc_rs::signature::{RSA_PSS_2048_8192_SHA512, RSA_PSS_SHA512, RsaPublicKeyComponents};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-/// FIT-Connect requires RSA keys of at least 4096 bits.
-const MIN_MODULUS_BYTES: usize = 4096 / 8;
-/// Validity back-dating, so that a peer whose clock is slightly behind still accepts the
-/// certificate right after key generation.
-const BACKDATE: time::Duration = time::Duration::days(1);
-/// Ten years (including leap days); the key is rotated long before then, and FIT-Connect
-/// does not evaluate the certificate chain of a self-signed `x5c` anyway.
-const VALIDITY: time::Duration = time::Duration::days(10 * 365 + 3);
 /// Upper bound for echoing an attacker-chosen `alg` value into an error message.
 const MAX_ECHOED_ALG: usize = 32;
 
-/// RSA-4096 key used for PS512 signatures (FIT-Connect destinationSignature, routing JWKS),
-/// with a self-signed X.509 certificate because FIT-Connect's JWK schema requires `x5c`.
+/// RSA-4096 key used for PS512 signatures (FIT-Connect destinationSignature, routing JWKS,
+/// Security Event Tokens), with a self-signed X.509 certificate because FIT-Connect's JWK
+/// schema requires `x5c`.
 ///
 /// The certificate carries no trust of its own (it is self-signed); it exists only so that the
 /// published JWK passes FIT-Connect's schema validation. It is always checked to certify this
 /// very key, so `x5c` and `n`/`e` can never disagree.
 pub struct RsaSigningKey {
-    key: RsaKeyPair,
-    cert_der: Vec<u8>,
-    n_b64: String,
-    e_b64: String,
-    kid: String,
+    inner: RsaKeyWithCert,
 }
 
 impl RsaSigningKey {
     /// Generates a new RSA-4096 key and a self-signed certificate for it (CN = `common_name`,
-    /// valid from one day ago for ten years, signed sha256WithRSAEncryption).
+    /// valid from one day ago for ten years, signed sha256WithRSAEncryption, key usage
+    /// digitalSignature).
     ///
     /// This takes seconds (RSA-4096 prime search); do it once at provisioning time and store
     /// the result via [`Self::pkcs8_der`] (wrapped with a [`crate::Kek`]) and [`Self::cert_der`].
@@ -48,9 +33,7 @@ impl RsaSigningKey {
     /// # Errors
     /// [`Error::KeyGeneration`] or [`Error::CertificateGeneration`].
     pub fn generate(common_name: &str) -> Result<Self, Error> {
-        let key = RsaKeyPair::generate(KeySize::Rsa4096).map_err(|_| Error::KeyGeneration)?;
-        let cert_der = self_signed_cert(&key, common_name)?;
-        Self::from_parts(key, cert_der)
+        RsaKeyWithCert::generate(KeyPurpose::Sign, common_name).map(|inner| Self { inner })
     }
 
     /// Loads a key stored with [`Self::pkcs8_der`] and [`Self::cert_der`].
@@ -60,41 +43,19 @@ impl RsaSigningKey {
     /// [`Error::InvalidCertificate`] if the certificate does not parse or holds no RSA key,
     /// [`Error::CertificateKeyMismatch`] if it certifies a different key.
     pub fn from_der(pkcs8_der: &[u8], cert_der: &[u8]) -> Result<Self, Error> {
-        let key = RsaKeyPair::from_pkcs8(pkcs8_der)
-            .map_err(|_| Error::InvalidPrivateKey("not an RSA private key in PKCS#8 DER"))?;
-        Self::from_parts(key, cert_der.to_vec())
+        RsaKeyWithCert::from_der(KeyPurpose::Sign, pkcs8_der, cert_der).map(|inner| Self { inner })
     }
 
-    fn from_parts(key: RsaKeyPair, cert_der: Vec<u8>) -> Result<Self, Error> {
-        if key.public_modulus_len() < MIN_MODULUS_BYTES {
-            return Err(Error::InvalidPrivateKey(
-                "RSA modulus is shorter than 4096 bits",
-            ));
-        }
-        let (rest, cert) = x509_parser::parse_x509_certificate(&cert_der)
-            .map_err(|_| Error::InvalidCertificate("not a DER-encoded X.509 certificate"))?;
-        if !rest.is_empty() {
-            return Err(Error::InvalidCertificate(
-                "trailing data after the certificate",
-            ));
-        }
-        // Re-encode through aws-lc so that equivalent encodings of the same key compare equal.
-        let cert_key = RsaPublicKey::from_der(cert.public_key().raw)
-            .map_err(|_| Error::InvalidCertificate("the certified key is not an RSA key"))?;
-        if cert_key.as_ref() != key.public_key().as_ref() {
-            return Err(Error::CertificateKeyMismatch);
-        }
-        let public = key.public_key();
-        let n_b64 = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
-        let e_b64 = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
-        let kid = rsa_jwk_thumbprint(&n_b64, &e_b64);
-        Ok(Self {
-            key,
-            cert_der,
-            n_b64,
-            e_b64,
-            kid,
-        })
+    /// Loads a private JWK as written by [`Self::private_jwk`] (for example a demo's or a
+    /// test's key file). `alg`, `key_ops` and `use` may be absent, but if present must be
+    /// `PS512`, contain `sign`, and be `sig`; `x5c` must carry this key's certificate; `kid`,
+    /// if present, must be the RFC 7638 thumbprint (the only `kid` this type publishes).
+    ///
+    /// # Errors
+    /// [`Error::InvalidPrivateJwk`], or the errors of [`Self::from_der`] for the key and
+    /// certificate.
+    pub fn from_private_jwk(jwk: &str) -> Result<Self, Error> {
+        RsaKeyWithCert::from_private_jwk(KeyPurpose::Sign, jwk).map(|inner| Self { inner })
     }
 
     /// The private key as unencrypted PKCS#8 DER, for wrapping with a [`crate::Kek`] before it
@@ -104,40 +65,38 @@ impl RsaSigningKey {
     /// Only if aws-lc cannot serialise a key it has already validated (allocation failure).
     #[must_use]
     pub fn pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
-        let der: Pkcs8V1Der<'static> = self
-            .key
-            .as_der()
-            .expect("serialising a loaded RSA key to PKCS#8 cannot fail");
-        Zeroizing::new(der.as_ref().to_vec())
+        self.inner.pkcs8_der()
+    }
+
+    /// The private key as a JWK for a key file: `{"kty":"RSA","key_ops":["sign"],
+    /// "alg":"PS512","kid","n","e","d","p","q","dp","dq","qi","x5c":[…]}` on one line.
+    /// Zeroized on drop; treat it like [`Self::pkcs8_der`].
+    ///
+    /// # Panics
+    /// Only if aws-lc's own PKCS#8 encoding does not parse (a bug).
+    #[must_use]
+    pub fn private_jwk(&self) -> Zeroizing<String> {
+        self.inner.private_jwk()
     }
 
     /// The self-signed certificate (DER), as published in the JWK's `x5c`.
     #[must_use]
     pub fn cert_der(&self) -> &[u8] {
-        &self.cert_der
+        self.inner.cert_der()
     }
 
     /// RFC 7638 thumbprint of the public key; FIT-Connect matches signatures to JWKS entries
     /// by `kid`, and a thumbprint makes the `kid` stable and derivable from the key alone.
     #[must_use]
     pub fn kid(&self) -> &str {
-        &self.kid
+        self.inner.kid()
     }
 
     /// The public key as a FIT-Connect signature-verification JWK (`key_ops: ["verify"]`,
-    /// `alg: PS512`, `x5c` with the self-signed certificate).
+    /// `alg: PS512`, `use: sig`, `x5c` with the self-signed certificate).
     #[must_use]
     pub fn public_jwk(&self) -> Value {
-        json!({
-            "kty": "RSA",
-            "key_ops": ["verify"],
-            "alg": "PS512",
-            "use": "sig",
-            "kid": self.kid,
-            "n": self.n_b64,
-            "e": self.e_b64,
-            "x5c": [STANDARD.encode(&self.cert_der)],
-        })
+        self.inner.public_jwk()
     }
 
     /// Produces a compact JWS (RFC 7515) with RSASSA-PSS/SHA-512, salt length 64, as RFC 7518
@@ -146,22 +105,22 @@ impl RsaSigningKey {
     /// # Errors
     /// [`Error::Signing`] if aws-lc fails to sign.
     pub fn sign_compact(&self, typ: Option<&str>, payload: &[u8]) -> Result<String, Error> {
-        let mut header = json!({ "alg": "PS512", "kid": self.kid });
+        let mut header = json!({ "alg": "PS512", "kid": self.inner.kid() });
         if let Some(typ) = typ {
             header["typ"] = Value::String(typ.to_owned());
         }
         let mut out = URL_SAFE_NO_PAD.encode(header.to_string());
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(payload, &mut out);
-        let mut sig = vec![0u8; self.key.public_modulus_len()];
-        self.key
-            .sign(
-                &RSA_PSS_SHA512,
-                &SystemRandom::new(),
-                out.as_bytes(),
-                &mut sig,
-            )
-            .map_err(|_| Error::Signing)?;
+        let key = &self.inner.key;
+        let mut sig = vec![0u8; key.public_modulus_len()];
+        key.sign(
+            &RSA_PSS_SHA512,
+            &SystemRandom::new(),
+            out.as_bytes(),
+            &mut sig,
+        )
+        .map_err(|_| Error::Signing)?;
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(&sig, &mut out);
         Ok(out)
@@ -171,7 +130,7 @@ impl RsaSigningKey {
 impl std::fmt::Debug for RsaSigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RsaSigningKey")
-            .field("kid", &self.kid)
+            .field("kid", &self.inner.kid())
             .finish_non_exhaustive()
     }
 }
@@ -264,62 +223,19 @@ pub fn rsa_jwk_thumbprint(n_b64url: &str, e_b64url: &str) -> String {
 
 /// Decodes a JWK big-integer member. RFC 7518 forbids leading zero octets, but some producers
 /// emit them; they do not change the value, so they are stripped rather than rejected.
-fn jwk_component(jwk: &Value, name: &str, err: Error) -> Result<Vec<u8>, Error> {
-    let Some(s) = jwk.get(name).and_then(Value::as_str) else {
-        return Err(err);
-    };
-    let Ok(bytes) = URL_SAFE_NO_PAD.decode(s) else {
-        return Err(err);
-    };
-    let first_nonzero = bytes.iter().position(|&b| b != 0).ok_or(err)?;
-    Ok(bytes[first_nonzero..].to_vec())
+pub(crate) fn jwk_component(jwk: &Value, name: &str, err: Error) -> Result<Vec<u8>, Error> {
+    jwk.get(name)
+        .and_then(Value::as_str)
+        .and_then(b64url_uint)
+        .ok_or(err)
 }
 
-fn self_signed_cert(key: &RsaKeyPair, common_name: &str) -> Result<Vec<u8>, Error> {
-    let cert_err = |e: rcgen::Error| Error::CertificateGeneration(e.to_string());
-    let now = time::OffsetDateTime::now_utc();
-    let mut params = rcgen::CertificateParams::default();
-    params.not_before = now - BACKDATE;
-    params.not_after = params.not_before + VALIDITY;
-    let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::CommonName, common_name);
-    params.distinguished_name = dn;
-    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    // A random positive serial: rcgen's default derives it from the key, which would repeat
-    // if a certificate for the same key were ever re-issued.
-    let mut serial = [0u8; 16];
-    fill_random(&mut serial);
-    serial[0] = (serial[0] & 0x7f) | 0x40;
-    params.serial_number = Some(rcgen::SerialNumber::from(serial.to_vec()));
-    let cert = params.self_signed(&RcgenSigner { key }).map_err(cert_err)?;
-    Ok(cert.der().to_vec())
-}
-
-/// Lets rcgen sign with the aws-lc key directly, so the private key is never copied into
-/// rcgen's own key type.
-struct RcgenSigner<'a> {
-    key: &'a RsaKeyPair,
-}
-
-impl rcgen::PublicKeyData for RcgenSigner<'_> {
-    fn der_bytes(&self) -> &[u8] {
-        // PKCS#1 RSAPublicKey, which rcgen wraps into the SubjectPublicKeyInfo.
-        self.key.public_key().as_ref()
-    }
-
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        &rcgen::PKCS_RSA_SHA256
-    }
-}
-
-impl rcgen::SigningKey for RcgenSigner<'_> {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        let mut sig = vec![0u8; self.key.public_modulus_len()];
-        self.key
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), msg, &mut sig)
-            .map_err(|_| rcgen::Error::RingUnspecified)?;
-        Ok(sig)
-    }
+/// Decodes a base64url big-endian unsigned integer without leading zero octets; `None` if it
+/// is not canonical unpadded base64url or is zero.
+pub(crate) fn b64url_uint(s: &str) -> Option<Vec<u8>> {
+    let bytes = URL_SAFE_NO_PAD.decode(s).ok()?;
+    let first_nonzero = bytes.iter().position(|&b| b != 0)?;
+    Some(bytes[first_nonzero..].to_vec())
 }
 
 #[cfg(test)]

@@ -75,6 +75,22 @@ pub fn sha256_b64url(data: &[u8]) -> String {
         .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
 }
 
+/// Lower-case hex HMAC-SHA512 of `message` under `key`: FIT-Connect's
+/// `callback-authentication` header (key = the callback secret's UTF-8 bytes, message =
+/// `timestamp + "." + body`).
+#[must_use]
+pub fn hmac_sha512_hex(key: &[u8], message: &[u8]) -> String {
+    let tag = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA512, key),
+        message,
+    );
+    let mut out = String::with_capacity(128);
+    for b in tag.as_ref() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,10 @@
 //! Integration tests for the `crypto` crate, including cross-checks against the OpenSSL
 //! command-line tool so that our JWS/JWK output is verified by an independent implementation.
+//! One test binary: further areas are modules (`jwe/`: JWE, decryption keys, private JWKs,
+//! interoperability with Python's jwcrypto).
 #![allow(clippy::unwrap_used)]
+
+mod jwe;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};

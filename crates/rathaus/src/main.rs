@@ -72,6 +72,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server (migrates the database first).
@@ -90,6 +92,24 @@ enum Command {
     /// Manage the OpenID provider's signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The journal (transparency log): export it, or verify an export offline.
+    #[command(subcommand)]
+    Journal(JournalCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum JournalCommand {
+    /// Write the whole log up to the latest signed tree head to FILE (JSON lines).
+    Export { file: PathBuf },
+    /// Check an export offline: every entry, the recomputed root against the signed tree
+    /// head, and its Ed25519 signature. Needs no database.
+    Verify {
+        file: PathBuf,
+        /// The journal's public key (base64, as GET /journal/v1/tree-head publishes it);
+        /// without it the key in the file is used and its id printed for comparison.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
 }
 
 // Parsed once per run: the size of the largest variant does not matter.
@@ -112,9 +132,13 @@ enum ClientsCommand {
         /// Scope an API client may request (repeatable), e.g. postfach:deliver.
         #[arg(long = "scope")]
         scopes: Vec<String>,
-        /// FIT-Connect destination the client sends to or subscribes to (repeatable).
+        /// FIT-Connect destination the client subscribes to (repeatable; it is linked).
         #[arg(long = "destination")]
         destinations: Vec<String>,
+        /// A FIT-Connect client: `sender` (send-submissions) or `subscriber`
+        /// (subscribe-destinations and manage-destinations). Adds those scopes.
+        #[arg(long = "fit-connect")]
+        fit_connect: Option<String>,
         /// The authority (ARS) the client acts for.
         #[arg(long)]
         authority: Option<String>,
@@ -144,6 +168,17 @@ enum ClientsCommand {
     Disable { client_id: String },
     /// Allow a disabled client again.
     Enable { client_id: String },
+    /// Link a subscriber client to a FIT-Connect destination (it may then fetch and decide
+    /// the destination's submissions).
+    Link {
+        client_id: String,
+        destination_id: String,
+    },
+    /// Undo `link`.
+    Unlink {
+        client_id: String,
+        destination_id: String,
+    },
     /// Give a client a new secret (the old one stops working at once).
     RotateSecret {
         client_id: String,
@@ -391,6 +426,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
         Command::Rules(cmd) => rules(cmd, &config).await,
         Command::Clients(cmd) => clients(cmd, &config).await,
         Command::Keys(cmd) => keys(cmd, &config).await,
+        Command::Journal(cmd) => journal_command(cmd, &config).await,
     }
 }
 
@@ -402,8 +438,9 @@ async fn clients(cmd: ClientsCommand, config: &Config) -> Result<()> {
             kind,
             redirect_uris,
             post_logout_redirect_uris,
-            scopes,
+            mut scopes,
             destinations,
+            fit_connect,
             authority,
             jwks,
             id_token_alg,
@@ -413,6 +450,15 @@ async fn clients(cmd: ClientsCommand, config: &Config) -> Result<()> {
             backchannel_logout_uri,
             json,
         } => {
+            match fit_connect.as_deref() {
+                None => {}
+                Some("sender") => scopes.push(app::zustelldienst::SCOPE_SEND.into()),
+                Some("subscriber") => {
+                    scopes.push(app::zustelldienst::SCOPE_SUBSCRIBE.into());
+                    scopes.push(app::zustelldienst::SCOPE_MANAGE.into());
+                }
+                Some(other) => anyhow::bail!("--fit-connect {other:?}: use sender or subscriber"),
+            }
             let kind = match kind.as_str() {
                 "web" => oidc::ClientKind::Web,
                 "api" => oidc::ClientKind::Api,
@@ -485,6 +531,23 @@ async fn clients(cmd: ClientsCommand, config: &Config) -> Result<()> {
             );
             println!("client {client_id} enabled");
         }
+        ClientsCommand::Link {
+            client_id,
+            destination_id,
+        } => {
+            app.zd_link_client(&destination_id, &client_id).await?;
+            println!("client {client_id} linked to destination {destination_id}");
+        }
+        ClientsCommand::Unlink {
+            client_id,
+            destination_id,
+        } => {
+            anyhow::ensure!(
+                app.zd_unlink_client(&destination_id, &client_id).await?,
+                "client {client_id} is not linked to destination {destination_id}"
+            );
+            println!("client {client_id} unlinked from destination {destination_id}");
+        }
         ClientsCommand::RotateSecret { client_id, json } => {
             let Some(secret) = app.rotate_client_secret(&client_id).await? else {
                 anyhow::bail!("no client {client_id}");
@@ -497,6 +560,53 @@ async fn clients(cmd: ClientsCommand, config: &Config) -> Result<()> {
             } else {
                 println!("client_secret: {secret}\n(the secret is shown only now)");
             }
+        }
+    }
+    Ok(())
+}
+
+async fn journal_command(cmd: JournalCommand, config: &Config) -> Result<()> {
+    match cmd {
+        JournalCommand::Export { file } => {
+            let app = open_app(config, cli_public_url(config)).await?;
+            // Sequence what is still queued, so the export is as complete as it can be.
+            while app.journal_sequence_once().await?.is_some() {}
+            match app.journal_export_file(&file).await? {
+                Some(head) => println!(
+                    "exported {} entries to {} (tree head {}, root {})",
+                    head.tree_size,
+                    file.display(),
+                    head.timestamp,
+                    head.root_hash
+                ),
+                None => println!("the journal is empty: nothing exported"),
+            }
+        }
+        JournalCommand::Verify { file, public_key } => {
+            let f = std::fs::File::open(&file).with_context(|| format!("{}", file.display()))?;
+            let reader = std::io::BufReader::new(f);
+            let report = match public_key {
+                Some(k) => {
+                    use base64::Engine as _;
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(k.trim())
+                        .context("--public-key must be base64")?;
+                    journal::verify_export_with_keys(
+                        reader,
+                        &[journal::PublicKeyInfo::ed25519(&raw)],
+                    )
+                }
+                None => journal::verify_export(reader),
+            }
+            .map_err(|e| anyhow::anyhow!("{}: NOT verified: {e}", file.display()))?;
+            println!(
+                "{}: verified {} entries; tree head of size {} at {} signed by key {}",
+                file.display(),
+                report.entries,
+                report.tree_head.tree_size,
+                report.tree_head.timestamp,
+                report.key.key_id
+            );
         }
     }
     Ok(())
@@ -615,6 +725,7 @@ async fn serve(config: Config) -> Result<()> {
     let app = open_app(&config, public_url.clone()).await?;
     let mut admin_token = config.admin_token.clone();
     let mut demo_accounts = None;
+    let mut demo_fit_connect = None;
     if config.demo {
         app.seed_demo().await.context("seeding the demo failed")?;
         if admin_token.is_none() {
@@ -626,6 +737,20 @@ async fn serve(config: Config) -> Result<()> {
                 .await
                 .context("seeding the demo accounts failed")?,
         );
+        let dec_file = config.data_dir.join("demo-fit-connect-decryption.jwk.json");
+        let sig_file = config.data_dir.join("demo-fit-connect-signing.jwk.json");
+        let fc = app
+            .seed_demo_fit_connect(
+                &secret,
+                (&dec_file.to_string_lossy(), &sig_file.to_string_lossy()),
+            )
+            .await
+            .context("seeding the demo FIT-Connect destinations failed")?;
+        if let Some((dec, sig)) = &fc.new_private_jwks {
+            write_secret(&dec_file, dec.as_bytes())?;
+            write_secret(&sig_file, sig.as_bytes())?;
+        }
+        demo_fit_connect = Some(fc);
     }
     let reloader = app.spawn_reloader(Duration::from_secs(config.reload_interval_secs));
     // Without a relay, mails wait in the outbox (admins see them; the demo lists them).
@@ -668,6 +793,44 @@ async fn serve(config: Config) -> Result<()> {
             }
         }))
     };
+    let set_signer = tokio::spawn(app.clone().run_set_signer());
+    // Without clamd the ePoststelle accepts nothing: submissions wait, readiness says why.
+    let scanner = match &config.clamd_url {
+        Some(url) => Some(scanner::Clamd::new(
+            scanner::ClamdUrl::parse(url).context("RATHAUS_CLAMD_URL")?,
+            scanner::Timeouts::default(),
+        )),
+        None => {
+            tracing::warn!(
+                "no virus scanner configured (RATHAUS_CLAMD_URL): the ePoststelle accepts nothing"
+            );
+            None
+        }
+    };
+    let poststelle = tokio::spawn(app.clone().run_poststelle(scanner));
+    let zd_deadlines = tokio::spawn(app.clone().run_zd_deadlines());
+    let journal_sequencer = tokio::spawn(app.clone().run_journal_sequencer());
+    let callback_worker = {
+        let http = backchannel_client()?;
+        tokio::spawn(app.clone().run_callback_worker(move |req| {
+            let http = http.clone();
+            async move {
+                let mut r = http
+                    .post(&req.url)
+                    .header("content-type", "application/json")
+                    .body(req.body);
+                for (name, value) in req.headers {
+                    r = r.header(name, value);
+                }
+                let res = r.send().await.map_err(|e| e.to_string())?;
+                if res.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP {}", res.status()))
+                }
+            }
+        }))
+    };
     let web_config = web::WebConfig {
         admin_token: admin_token.clone(),
         demo: config.demo,
@@ -684,6 +847,7 @@ async fn serve(config: Config) -> Result<()> {
             &public_url,
             admin_token.as_deref().unwrap_or(""),
             demo_accounts.as_ref(),
+            demo_fit_connect.as_ref(),
         )?;
         println!("Demo data: {}", path.display());
     }
@@ -718,6 +882,11 @@ async fn serve(config: Config) -> Result<()> {
     reloader.abort();
     // A notice cut off mid-send keeps its lease and is sent again after it runs out.
     logout_worker.abort();
+    set_signer.abort();
+    poststelle.abort();
+    zd_deadlines.abort();
+    journal_sequencer.abort();
+    callback_worker.abort();
     if let Some(worker) = mail_worker {
         // A mail cut off mid-send keeps its lease and is sent again after the next start.
         worker.abort();
@@ -800,6 +969,7 @@ fn write_demo_json(
     base_url: &str,
     admin_token: &str,
     accounts: Option<&app::demo::DemoAccounts>,
+    fit_connect: Option<&app::demo::DemoFitConnect>,
 ) -> Result<PathBuf> {
     let path = data_dir.join("demo.json");
     let areas: serde_json::Map<String, serde_json::Value> = app::demo::AREAS
@@ -814,6 +984,8 @@ fn write_demo_json(
         admin_token: &'a str,
         #[serde(flatten)]
         accounts: Option<&'a app::demo::DemoAccounts>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fit_connect: Option<&'a app::demo::DemoFitConnect>,
         mails_url: String,
     }
     let doc = Demo {
@@ -821,6 +993,7 @@ fn write_demo_json(
         areas,
         admin_token,
         accounts,
+        fit_connect,
         mails_url: format!("{base_url}/demo/mails"),
     };
     write_secret(&path, serde_json::to_string_pretty(&doc)?.as_bytes())?;

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod directory;
+mod journal;
 mod keys;
 mod legal;
 mod migrate;
@@ -16,9 +17,12 @@ mod organisations;
 mod outbox;
 mod passkeys;
 mod postfach;
+mod poststelle;
 mod profiles;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod writer;
+mod zustelldienst;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,6 +30,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use self::journal::{InclusionProof, JournalLeaf};
 pub use accounts::{AccountRecord, NewAccount, SecurityEvent, SessionRecord};
 pub use directory::{AreaImportSummary, RuleChange};
 pub use keys::StoredKey;
@@ -42,7 +47,14 @@ pub use postfach::{
     AttachmentRecord, LOG_GENESIS, NewPostfachMessage, PostfachLogEntry, PostfachMessage,
     log_entry_hash,
 };
+pub use poststelle::{FiledAttachment, FiledCase, PendingCount, ReceiptRecord};
 pub use profiles::{ConsentRecord, StoredProfile};
+pub use writer::BoxFut;
+pub use zustelldienst::{
+    AttachmentRecord as SubmissionAttachment, CallbackRecord, Decision, DestinationKeyRecord,
+    DestinationRecord, EventRecord, Guarded, NewCallback, NewEvent, NewSubmission,
+    SubmissionRecord, SubmitParts,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -80,6 +92,8 @@ pub struct Store {
     backend: Backend,
     /// SQLite: token issuances are committed in groups by one task (see `oauth.rs`).
     issue_queue: Option<tokio::sync::mpsc::Sender<oauth::IssueJob>>,
+    /// SQLite file databases: the group-commit write queue (see `writer.rs`).
+    writer: Option<tokio::sync::mpsc::Sender<writer::WriteJob>>,
 }
 
 /// Connection settings beyond the URL.
@@ -182,10 +196,15 @@ impl Store {
             ),
             _ => None,
         };
+        let writer = match (backend, sqlite_path(&url)) {
+            (Backend::Sqlite, Some(_)) => Some(writer::spawn_writer(url.clone())),
+            _ => None,
+        };
         Ok(Store {
             pool,
             backend,
             issue_queue,
+            writer,
         })
     }
 
@@ -234,6 +253,17 @@ impl Store {
             .bind(key)
             .fetch_optional(&self.pool)
             .await?)
+    }
+
+    /// Sets `key` unless it is set already (several nodes starting at once agree on the
+    /// first value).
+    pub async fn meta_set_if_absent(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn meta_set(&self, key: &str, value: &str) -> Result<()> {

@@ -38,6 +38,21 @@ const SQLITE: &[Migration] = &[
         name: "oidc",
         sql: include_str!("../migrations/sqlite/0005_oidc.sql"),
     },
+    Migration {
+        version: 6,
+        name: "journal",
+        sql: include_str!("../migrations/sqlite/0006_journal.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "zustelldienst",
+        sql: include_str!("../migrations/sqlite/0007_zustelldienst.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "poststelle",
+        sql: include_str!("../migrations/sqlite/0008_poststelle.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -65,6 +80,21 @@ const POSTGRES: &[Migration] = &[
         version: 5,
         name: "oidc",
         sql: include_str!("../migrations/postgres/0005_oidc.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "journal",
+        sql: include_str!("../migrations/postgres/0006_journal.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "zustelldienst",
+        sql: include_str!("../migrations/postgres/0007_zustelldienst.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "poststelle",
+        sql: include_str!("../migrations/postgres/0008_poststelle.sql"),
     },
 ];
 

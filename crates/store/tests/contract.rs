@@ -1738,3 +1738,9 @@ async fn token_issuance_records_single_use_atomically() {
     })
     .await;
 }
+
+#[path = "contract/journal.rs"]
+mod journal_contract;
+
+#[path = "contract/poststelle.rs"]
+mod poststelle_contract;

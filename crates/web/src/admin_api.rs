@@ -41,6 +41,21 @@ pub fn router() -> Router<AppState> {
             post(rotate_client_secret),
         )
         .route("/api/admin/v1/oidc/keys/rotate", post(rotate_keys))
+        .route("/api/admin/v1/destinations", post(create_destination))
+        .route("/api/admin/v1/poststelle", get(poststelle_status))
+        .route("/api/admin/v1/poststelle/cases/{id}", get(poststelle_case))
+        .route(
+            "/api/admin/v1/destinations/{id}/clients/{client}",
+            put(link_destination_client).delete(unlink_destination_client),
+        )
+        .route(
+            "/api/admin/v1/zustelldienst/status",
+            get(zustelldienst_status),
+        )
+        .route(
+            "/api/admin/v1/destinations/{id}/keys/rotate",
+            post(rotate_destination_key),
+        )
         .route("/api/admin/v1/imports/areas", post(import_areas))
         .route("/api/admin/v1/imports/services", post(import_services))
         .layer(DefaultBodyLimit::max(IMPORT_LIMIT))
@@ -406,6 +421,142 @@ async fn create_client(
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
+}
+
+/// Links a subscriber client to a FIT-Connect destination.
+async fn link_destination_client(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((id, client)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.app.zd_link_client(&id, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unlink_destination_client(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((id, client)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    if state.app.zd_unlink_client(&id, &client).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::not_found(format!(
+            "client {client} is not linked to destination {id}"
+        )))
+    }
+}
+
+/// The Zustelldienst's backlog: unsigned events, callbacks, submissions per status.
+async fn zustelldienst_status(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(state.app.zd_status().await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewDestination {
+    authority_ars: String,
+    services: Vec<zustelldienst::ServiceOffer>,
+    #[serde(default)]
+    contact_information: Value,
+}
+
+/// Sets up a destination the platform holds for an authority: its ePoststelle receives,
+/// checks and decides what is sent there.
+async fn create_destination(
+    _: Admin,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let d: NewDestination = serde_json::from_slice(&body).map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-json", "Invalid JSON").detail(format!(
+            "expected {{\"authorityArs\", \"services\": [{{\"identifier\", \"submissionSchemas\", \"regions\"}}], \"contactInformation\"}}: {e}"
+        ))
+    })?;
+    let ars = Ars::parse(&d.authority_ars)
+        .map_err(|e| Problem::bad_param("authorityArs", e.to_string()))?;
+    if d.services.is_empty() {
+        return Err(Problem::bad_param(
+            "services",
+            "name at least one service the destination accepts",
+        ));
+    }
+    let (id, _) = state
+        .app
+        .zd_setup_destination(app::zustelldienst::DestinationSetup {
+            authority_ars: Some(ars.as_str().to_owned()),
+            services: d.services,
+            contact: d.contact_information,
+            held_by_platform: true,
+            clients: Vec::new(),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"destinationId": id, "heldByPlatform": true})),
+    )
+        .into_response())
+}
+
+/// The ePoststelle: scanner, waiting submissions and why they wait.
+async fn poststelle_status(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(state.app.poststelle_status().await?.to_json()))
+}
+
+/// A filed case for the clerks' side: what was received and checked. The contents are
+/// unwrapped with the authority's team key and only their SHA-512 is shown (proof that they
+/// are readable and unchanged), not the personal data itself.
+async fn poststelle_case(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let Some(f) = state.app.poststelle_filed(&id).await? else {
+        return Err(Problem::not_found(format!(
+            "the ePoststelle filed no case for submission {id} (only accepted submissions are filed)"
+        )));
+    };
+    let attachments: Vec<Value> = f
+        .case
+        .attachments
+        .iter()
+        .map(|a| {
+            let content = f.attachments.get(&a.attachment_id);
+            json!({
+                "attachmentId": a.attachment_id,
+                "filename": a.filename,
+                "mimeType": a.mime_type,
+                "size": a.size,
+                "sha512": a.sha512,
+                "contentSha512": content.map(|c| poststelle::sha512_hex(c)),
+            })
+        })
+        .collect();
+    let metadata: Value = serde_json::from_str(&f.case.metadata).unwrap_or(Value::Null);
+    let report: Value = serde_json::from_str(&f.case.check_report).unwrap_or(Value::Null);
+    Ok(Json(json!({
+        "submissionId": f.case.submission_id,
+        "caseId": f.case.case_id,
+        "authorityArs": f.case.authority_ars,
+        "destinationId": f.case.destination_id,
+        "service": {"identifier": f.case.service_identifier, "name": f.case.service_name},
+        "receivedAt": f.case.received_at,
+        "decidedAt": f.case.decided_at,
+        "metadata": metadata,
+        "data": {"sha512": f.case.data_sha512, "contentSha512": f.data.as_deref().map(poststelle::sha512_hex)},
+        "attachments": attachments,
+        "checkReport": report,
+    })))
+}
+
+/// Rotates the encryption key of a destination the platform holds.
+async fn rotate_destination_key(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let kid = state.app.zd_rotate_encryption_key(&id).await?;
+    Ok(Json(json!({ "encryptionKid": kid })))
 }
 
 #[derive(Debug, Deserialize)]

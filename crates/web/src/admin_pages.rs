@@ -174,6 +174,14 @@ async fn render(state: &AppState, page: &Page, headers: &HeaderMap, view: View) 
             }))
         })
         .collect();
+    // Why the ePoststelle accepts nothing (no or no reachable virus scanner), and what waits.
+    let poststelle = state
+        .app
+        .poststelle_status()
+        .await
+        .ok()
+        .filter(|p| p.problem.is_some() || !p.waiting.is_empty())
+        .map(|p| minijinja::Value::from_serialize(p.to_json()));
     let (csrf_token, set_cookie) = crate::csrf::token(headers, state.secure);
     let status = if view.errors.is_empty() {
         StatusCode::OK
@@ -187,6 +195,7 @@ async fn render(state: &AppState, page: &Page, headers: &HeaderMap, view: View) 
         errors => view.errors,
         form => view.form,
         csrf_token,
+        poststelle,
     };
     let mut res = page.render(state, status, "admin_clients.html", ctx);
     if let Some(c) = set_cookie {

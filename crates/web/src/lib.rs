@@ -9,6 +9,7 @@ mod admin_api;
 mod admin_pages;
 mod csrf;
 mod i18n;
+mod journal_api;
 mod middleware;
 mod oauth_api;
 mod oidc_pages;
@@ -22,7 +23,9 @@ mod postfach_pages;
 mod problem;
 mod profile_pages;
 mod public_api;
+mod receipt_api;
 mod routing_api;
+mod submission_api;
 mod templates;
 mod uploads;
 
@@ -111,6 +114,13 @@ pub fn router(app: Arc<App>, config: WebConfig) -> Router {
             .saturating_mul(p.max_files)
             .saturating_add(2 * 1024 * 1024)
     };
+    let zd_body_limit = {
+        let l = &app.settings().zustelldienst.limits;
+        let most = l
+            .max_attachment_bytes
+            .max(l.max_metadata_bytes + l.max_data_bytes + 64 * 1024);
+        usize::try_from(most).unwrap_or(usize::MAX)
+    };
     let state = AppState(Arc::new(Shared {
         secure,
         routing_limiter: RateLimiter::new(config.routing_rate_limit, Duration::from_secs(60)),
@@ -140,6 +150,9 @@ pub fn router(app: Arc<App>, config: WebConfig) -> Router {
         .merge(admin_pages::router())
         .merge(postfach_api::router(postfach_body_limit))
         .merge(postfach_pages::router(postfach_body_limit))
+        .merge(submission_api::router(zd_body_limit))
+        .merge(journal_api::router())
+        .merge(receipt_api::router())
         .fallback(pages::not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

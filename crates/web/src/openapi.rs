@@ -346,6 +346,127 @@ fn base_document(base_url: &str) -> Value {
     })
 }
 
+/// The Zustelldienst: FIT-Connect's Submission API v1 (v2 has the same paths under
+/// `/submission-api/v2`, with `publicService` for `serviceType` and `publicServices` for
+/// `services`). Bodies follow FIT-Connect's OpenAPI document 1.1.3; listed here are the
+/// paths, statuses and what we add.
+fn submission_paths() -> Value {
+    let send = json!([{ "clientCredentials": ["https://schema.fitko.de/fit-connect/oauth/scopes/send-submissions"] }]);
+    let subscribe = json!([{ "clientCredentials": ["https://schema.fitko.de/fit-connect/oauth/scopes/subscribe-destinations"] }]);
+    let manage = json!([{ "clientCredentials": ["https://schema.fitko.de/fit-connect/oauth/scopes/manage-destinations"] }]);
+    let errors = problem_responses(&[
+        (
+            "400",
+            "Invalid request or JWE; `type` is a FIT-Connect problem type under https://schema.fitko.de/fit-connect/submission-api/problems/ and `detail` says what to fix",
+        ),
+        ("401", "Missing or expired access token"),
+        (
+            "403",
+            "The client lacks the scope or is not linked to the destination (the detail names the command that links it)",
+        ),
+        (
+            "404",
+            "Unknown destination, submission, case, attachment or key",
+        ),
+        (
+            "409",
+            "The event does not fit the submission's state (e.g. accept after reject)",
+        ),
+        ("413", "Part larger than the configured limit"),
+        (
+            "415",
+            "Wrong content type (application/jose for JWE and SET bodies)",
+        ),
+        (
+            "422",
+            "destination-state-invalid, service-not-offered, submission-state-invalid, attachment-not-announced, missing-attachments, invalid-event, invalid-event-signature",
+        ),
+    ]);
+    let json_body = json!({ "required": true, "content": { "application/json": { "schema": { "type": "object" } } } });
+    let jose_body = json!({ "required": true, "content": { "application/jose": { "schema": { "type": "string", "pattern": "^[A-Za-z0-9_\\-.]+$" } } } });
+    let obj = json!({ "type": "object" });
+    let id = |n: &str| path_param(n, "UUID (any case)");
+    let paging = json!([
+        query(
+            "limit",
+            "1 to 500 (default 100)",
+            json!({"type": "integer"}),
+            false
+        ),
+        query("offset", "0 or more", json!({"type": "integer"}), false)
+    ]);
+    let with_paging = |mut params: Vec<Value>| {
+        params.extend(paging.as_array().cloned().unwrap_or_default());
+        Value::Array(params)
+    };
+    json!({
+        "/submission-api/v1/info": { "get": { "tags": ["Zustelldienst"], "operationId": "zdInfo", "summary": "API version",
+            "responses": { "200": ok("Version", obj.clone()) } } },
+        "/submission-api/.well-known/jwks.json": { "get": { "tags": ["Zustelldienst"], "operationId": "zdJwks",
+            "summary": "The service's PS512 keys that sign its Security Event Tokens (same set as /.well-known/jwks.json)",
+            "responses": { "200": { "description": "JWK set", "content": { "application/jwk-set+json": { "schema": obj.clone() } } } } } },
+        "/submission-api/v1/destinations": {
+            "get": { "tags": ["Zustelldienst"], "operationId": "zdListDestinations", "security": subscribe, "parameters": paging.clone(),
+                "summary": "The client's destinations (private view)", "responses": merge(json!({ "200": ok("{count, offset, totalCount, destinations}", obj.clone()) }), errors.clone()) },
+            "post": { "tags": ["Zustelldienst"], "operationId": "zdCreateDestination", "security": manage, "requestBody": json_body.clone(),
+                "summary": "Register a destination with its public keys (status created; the client is linked to it)",
+                "responses": merge(json!({ "201": ok("The destination (private view); Location names it", obj.clone()) }), errors.clone()) } },
+        "/submission-api/v1/destinations/{id}": {
+            "parameters": [id("id")],
+            "get": { "tags": ["Zustelldienst"], "operationId": "zdGetDestination", "summary": "Public view without a token; private view for linked clients",
+                "responses": merge(json!({ "200": ok("Destination (Cache-Control: no-cache)", obj.clone()) }), errors.clone()) },
+            "put": { "tags": ["Zustelldienst"], "operationId": "zdPutDestination", "security": manage, "requestBody": json_body.clone(),
+                "summary": "Replace the destination's writable fields", "responses": merge(json!({ "200": ok("Destination", obj.clone()) }), errors.clone()) },
+            "patch": { "tags": ["Zustelldienst"], "operationId": "zdPatchDestination", "security": manage, "requestBody": json_body.clone(),
+                "summary": "Change some fields, e.g. {\"status\": \"active\"}", "responses": merge(json!({ "200": ok("Destination", obj.clone()) }), errors.clone()) },
+            "delete": { "tags": ["Zustelldienst"], "operationId": "zdDeleteDestination", "security": manage,
+                "summary": "Decommission (keys and history stay for older cases)", "responses": merge(json!({ "204": { "description": "Decommissioned" } }), errors.clone()) } },
+        "/submission-api/v1/destinations/{id}/keys": {
+            "parameters": [id("id")],
+            "get": { "tags": ["Zustelldienst"], "operationId": "zdListKeys", "summary": "All keys, the current encryption key first (no token needed)",
+                "responses": merge(json!({ "200": ok("{keys: [JWK]}", obj.clone()) }), errors.clone()) },
+            "post": { "tags": ["Zustelldienst"], "operationId": "zdAddKey", "security": manage, "requestBody": json_body.clone(),
+                "summary": "Add a public key (key_ops [wrapKey] or [verify], RSA ≥ 4096, x5c)", "responses": merge(json!({ "201": { "description": "Added (or already there); Location names it" } }), errors.clone()) } },
+        "/submission-api/v1/destinations/{id}/keys/{kid}": {
+            "parameters": [id("id"), path_param("kid", "Key id (8 to 64 characters)")],
+            "get": { "tags": ["Zustelldienst"], "operationId": "zdGetKey", "summary": "One public key (no token needed)",
+                "responses": merge(json!({ "200": ok("JWK", obj.clone()) }), errors.clone()) } },
+        "/submission-api/v1/submissions": {
+            "get": { "tags": ["Zustelldienst"], "operationId": "zdPickupList", "security": subscribe,
+                "parameters": with_paging(vec![query("destinationId", "Only this destination (default: all of the client's)", json!({"type": "string", "format": "uuid"}), false)]),
+                "summary": "Submissions waiting for pickup (status submitted), oldest first", "responses": merge(json!({ "200": ok("{count, offset, totalCount, submissions: [{destinationId, submissionId, caseId}]}", obj.clone()) }), errors.clone()) },
+            "post": { "tags": ["Zustelldienst"], "operationId": "zdCreateSubmission", "security": send.clone(), "requestBody": json_body.clone(),
+                "summary": "Create a submission with announced attachments (repeated ids are merged)",
+                "responses": merge(json!({ "201": ok("{destinationId, submissionId, caseId}", obj.clone()) }), errors.clone()) } },
+        "/submission-api/v1/submissions/{id}": {
+            "parameters": [id("id")],
+            "get": { "tags": ["Zustelldienst"], "operationId": "zdGetSubmission", "security": subscribe,
+                "summary": "A submission with its encrypted parts (while submitted or forwarded; the first fetch records forward-submission)",
+                "responses": merge(json!({ "200": ok("Submission", obj.clone()) }), errors.clone()) },
+            "put": { "tags": ["Zustelldienst"], "operationId": "zdSubmit", "security": send.clone(), "requestBody": json_body.clone(),
+                "summary": "Submit {encryptedMetadata, encryptedData?} once every announced attachment is uploaded (v1: 202, v2: 200; v2 requires encryptedData)",
+                "responses": merge(json!({ "202": ok("SubmissionReduced", obj.clone()) }), errors.clone()) } },
+        "/submission-api/v1/submissions/{id}/attachments/{aid}": {
+            "parameters": [id("id"), id("aid")],
+            "get": { "tags": ["Zustelldienst"], "operationId": "zdGetAttachment", "security": subscribe, "summary": "The attachment's compact JWE",
+                "responses": merge(json!({ "200": { "description": "JWE", "content": { "application/jose": { "schema": { "type": "string" } } } } }), errors.clone()) },
+            "put": { "tags": ["Zustelldienst"], "operationId": "zdPutAttachment", "security": send, "requestBody": jose_body.clone(),
+                "summary": "Upload an announced attachment (compact JWE RSA-OAEP-256/A256GCM; a repeated upload replaces the earlier one)",
+                "responses": merge(json!({ "204": { "description": "Stored" } }), errors.clone()) } },
+        "/submission-api/v1/submissions/{id}/events": {
+            "parameters": [id("id")],
+            "get": { "tags": ["Zustelldienst"], "operationId": "zdSubmissionEvents", "summary": "The submission's Security Event Tokens, oldest first",
+                "parameters": paging.clone(), "responses": merge(json!({ "200": ok("{count, offset, totalCount, eventLog: [SET]}", obj.clone()) }), errors.clone()) } },
+        "/submission-api/v1/cases/{case}/events": {
+            "parameters": [id("case")],
+            "get": { "tags": ["Zustelldienst"], "operationId": "zdCaseEvents", "summary": "The case's Security Event Tokens (PS512, typ secevent+jwt), oldest first; for the sender and linked subscribers",
+                "parameters": paging, "responses": merge(json!({ "200": ok("{count, offset, totalCount, eventLog: [SET]}", obj.clone()) }), errors.clone()) },
+            "post": { "tags": ["Zustelldienst"], "operationId": "zdPostEvent", "security": subscribe, "requestBody": jose_body,
+                "summary": "A subscriber's accept-submission (with authenticationTags equal to the stored ones) or reject-submission, signed PS512 with the destination's signature key",
+                "responses": merge(json!({ "204": { "description": "Recorded" } }), errors) } },
+    })
+}
+
 pub fn document(base_url: &str) -> Value {
     let mut doc = base_document(base_url);
     if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), oidc_paths()) {
@@ -354,7 +475,52 @@ pub fn document(base_url: &str) -> Value {
     if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), postfach_paths()) {
         paths.extend(more);
     }
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), submission_paths()) {
+        paths.extend(more);
+    }
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), poststelle_paths()) {
+        paths.extend(more);
+    }
     doc
+}
+
+/// The ePoststelle: the sender's Eingangsbestätigung and the admin endpoints.
+fn poststelle_paths() -> Value {
+    let send = json!([{ "clientCredentials": ["https://schema.fitko.de/fit-connect/oauth/scopes/send-submissions"] }]);
+    let admin = json!([{ "adminToken": [] }]);
+    let errors = problem_responses(&[
+        ("401", "Missing or expired access token"),
+        (
+            "404",
+            "Not the sender's submission, or not decided yet (the detail says which)",
+        ),
+    ]);
+    let admin_errors = problem_responses(&[
+        ("401", "Missing or wrong admin token"),
+        ("404", "Not found"),
+    ]);
+    let receipt = json!({ "tags": ["Zustelldienst"], "operationId": "zdReceipt", "security": send,
+        "parameters": [path_param("id", "Submission id")],
+        "summary": "The ePoststelle's Eingangsbestätigung for the sender: {receipt: claims, jws: compact JWS PS512 over them (service key of /.well-known/jwks.json), journalProof}; with Accept: application/pdf the tagged PDF/A",
+        "responses": merge(json!({ "200": { "description": "Receipt", "content": {
+            "application/json": { "schema": { "type": "object", "required": ["receipt", "jws"] } },
+            "application/pdf": { "schema": { "type": "string", "format": "binary" } } } } }), errors) });
+    json!({
+        "/submission-api/v1/submissions/{id}/receipt": { "get": receipt.clone() },
+        "/submission-api/v2/submissions/{id}/receipt": { "get": merge(receipt, json!({ "operationId": "zdReceiptV2" })) },
+        "/api/admin/v1/destinations": { "post": { "tags": ["Admin"], "operationId": "createPlatformDestination", "security": admin.clone(),
+            "summary": "A destination the platform holds for an authority (its ePoststelle): fresh RSA-4096 keys wrapped under the KEK",
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["authorityArs", "services"], "properties": {
+                "authorityArs": {"type": "string"}, "services": {"type": "array", "items": {"type": "object"}}, "contactInformation": {"type": "object"} } } } } },
+            "responses": merge(json!({ "201": ok("{destinationId, heldByPlatform}", json!({"type": "object"})) }), admin_errors.clone()) } },
+        "/api/admin/v1/poststelle": { "get": { "tags": ["Admin"], "operationId": "poststelleStatus", "security": admin.clone(),
+            "summary": "The ePoststelle: scanner, why it accepts nothing (if so), waiting submissions by reason",
+            "responses": merge(json!({ "200": ok("Status", json!({"type": "object"})) }), admin_errors.clone()) } },
+        "/api/admin/v1/poststelle/cases/{id}": { "get": { "tags": ["Admin"], "operationId": "poststelleCase", "security": admin,
+            "parameters": [path_param("id", "Submission id")],
+            "summary": "A filed case: metadata, parts with SHA-512 (contents unwrapped with the team key and hashed, not shown), check report",
+            "responses": merge(json!({ "200": ok("Case", json!({"type": "object"})) }), admin_errors) } },
+    })
 }
 
 fn schemas() -> Value {

@@ -58,12 +58,19 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(3), state.app.store().check_ready()).await {
-        Ok(Ok(())) => axum::Json(serde_json::json!({
-            "status": "ready",
-            "authorities": state.app.directory().authority_count(),
-            "generation": state.app.directory().generation,
-        }))
-        .into_response(),
+        Ok(Ok(())) => {
+            let mut body = serde_json::json!({
+                "status": "ready",
+                "authorities": state.app.directory().authority_count(),
+                "generation": state.app.directory().generation,
+            });
+            // The node serves, but the ePoststelle cannot accept submissions: say why.
+            if let Some(reason) = state.app.poststelle_problem() {
+                body["poststelle"] = serde_json::json!({"status": "waiting", "reason": reason});
+                body["reasons"] = serde_json::json!([format!("ePoststelle: {reason}")]);
+            }
+            axum::Json(body).into_response()
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready");
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready")

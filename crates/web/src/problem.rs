@@ -105,11 +105,11 @@ impl From<app::AppError> for Problem {
         use app::AppError::*;
         match e {
             Invalid(m) => {
-                Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid input").detail(m)
+                Self::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid input").detail(m)
             }
-            InvalidField { field, message } => Problem::bad_param(field, message),
-            NotFound(m) => Problem::not_found(m),
-            TrustLevelTooLow { required } => Problem::new(
+            InvalidField { field, message } => Self::bad_param(field, message),
+            NotFound(m) => Self::not_found(m),
+            TrustLevelTooLow { required } => Self::new(
                 StatusCode::FORBIDDEN,
                 "trust-level-too-low",
                 "Trust level too low",
@@ -117,10 +117,15 @@ impl From<app::AppError> for Problem {
             .detail(format!(
                 "this needs a login at trust level {required} (STORK-QAA-Level-{required})"
             )),
-            Conflict(m) => Problem::new(StatusCode::CONFLICT, "conflict", "Conflict").detail(m),
+            Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict").detail(m),
+            app::AppError::Problem(p) => {
+                let status = StatusCode::from_u16(p.kind.status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                Self::new(status, &p.kind.type_uri(), p.kind.title()).detail(p.detail)
+            }
             Config(m) => {
                 tracing::error!(error = %m, "configuration error");
-                Problem::new(
+                Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "misconfigured",
                     "Service misconfigured",
@@ -129,7 +134,7 @@ impl From<app::AppError> for Problem {
             }
             other => {
                 tracing::error!(error = %other, "internal error");
-                Problem::internal()
+                Self::internal()
             }
         }
     }

@@ -68,6 +68,38 @@ fn start(backend: Backend) -> Server {
                         .ok_or_else(|| res.status().to_string())
                 }
             }));
+            let http = reqwest::Client::new();
+            tokio::spawn(app.clone().run_set_signer());
+            tokio::spawn(app.clone().run_journal_sequencer());
+            tokio::spawn(app.clone().run_callback_worker(move |req| {
+                let http = http.clone();
+                async move {
+                    let mut r = http
+                        .post(&req.url)
+                        .header("content-type", "application/json")
+                        .body(req.body);
+                    for (name, value) in req.headers {
+                        r = r.header(name, value);
+                    }
+                    let res = r.send().await.map_err(|e| e.to_string())?;
+                    res.status()
+                        .is_success()
+                        .then_some(())
+                        .ok_or_else(|| res.status().to_string())
+                }
+            }));
+            // The ePoststelle on destinations the platform holds, scanning with the test
+            // clamd if there is one (without, submissions there wait: nothing unscanned).
+            let scanner = std::env::var("RATHAUS_TEST_CLAMD_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .map(|u| {
+                    scanner::Clamd::new(
+                        scanner::ClamdUrl::parse(&u).unwrap(),
+                        scanner::Timeouts::default(),
+                    )
+                });
+            tokio::spawn(app.clone().run_poststelle(scanner));
             let router = web::router(app, config);
             tx.send((base, demo)).unwrap();
             let _keep = db;
@@ -665,6 +697,10 @@ async fn operations_endpoints() {
             "/api/admin/v1/authorities/{ars}/details",
             "/api/admin/v1/authorities/{ars}/legal/{kind}/{lang}",
             "/api/admin/v1/feedback",
+            "/submission-api/v1/submissions",
+            "/submission-api/v1/submissions/{id}/attachments/{aid}",
+            "/submission-api/v1/cases/{case}/events",
+            "/submission-api/v1/destinations/{id}/keys/{kid}",
             "/api/admin/v1/imports/areas",
             "/api/admin/v1/imports/services",
             "/api/admin/v1/mails",
@@ -2032,4 +2068,1249 @@ async fn admin_pages_need_the_admin_token_and_register_clients() {
         let html = res.text().await.unwrap();
         assert!(html.contains("client_secret") && html.contains("kita.example"));
     }
+}
+
+// ------------------------------------------------------------------ Zustelldienst
+
+const SCOPE_SEND: &str = "https://schema.fitko.de/fit-connect/oauth/scopes/send-submissions";
+const SCOPE_SUBSCRIBE: &str =
+    "https://schema.fitko.de/fit-connect/oauth/scopes/subscribe-destinations";
+const SCOPE_MANAGE: &str = "https://schema.fitko.de/fit-connect/oauth/scopes/manage-destinations";
+
+/// Registers an API client through the admin API and gets a token as FIT-Connect SDKs do
+/// (client_secret_post, no scope).
+async fn fc_client(base: &str, name: &str, scopes: &[&str]) -> (String, String) {
+    let res = client()
+        .post(format!("{base}/api/admin/v1/clients"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"name": name, "kind": "api", "scopes": scopes}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let c: Value = res.json().await.unwrap();
+    let id = c["client_id"].as_str().unwrap().to_owned();
+    let res = client()
+        .post(format!("{base}/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id.as_str()),
+            ("client_secret", c["client_secret"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let t: Value = res.json().await.unwrap();
+    for s in scopes {
+        assert!(t["scope"].as_str().unwrap().contains(s), "{t}");
+    }
+    (id, t["access_token"].as_str().unwrap().to_owned())
+}
+
+fn problem_type(v: &Value) -> &str {
+    v["type"]
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("https://schema.fitko.de/fit-connect/submission-api/problems/")
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = res.text().await.unwrap();
+    if !status.is_success() {
+        assert_eq!(ct, "application/problem+json", "{status} {text}");
+    }
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn zustelldienst_carries_a_submission_from_sender_to_subscriber() {
+    use serde_json::json;
+    let enc = crypto::testkey::shared_decryption();
+    let sig = crypto::testkey::shared();
+    for s in servers() {
+        let base = &s.base;
+        let api = format!("{base}/submission-api/v1");
+        let (_, sender) = fc_client(base, "Onlinedienst", &[SCOPE_SEND]).await;
+        let (_, subscriber) =
+            fc_client(base, "Fachverfahren", &[SCOPE_SUBSCRIBE, SCOPE_MANAGE]).await;
+        let (_, stranger) = fc_client(
+            base,
+            "Fremdes Fachverfahren",
+            &[SCOPE_SUBSCRIBE, SCOPE_MANAGE],
+        )
+        .await;
+        let service = "urn:de:fim:leika:leistung:99115005104000";
+
+        let (callback_url, callback) = callback_receiver().await;
+        let callback_secret = "a-callback-secret-of-at-least-32-characters";
+        // The subscriber registers a destination with its public keys and activates it.
+        let (st, dest) = send(client().post(format!("{api}/destinations")).bearer_auth(&subscriber).json(&json!({
+            "contactInformation": {"legalName": "Samtgemeinde Nenndorf", "address": "Rodenberger Allee 13, 31542 Bad Nenndorf", "phone": "+49 5723 7040", "email": "poststelle@example.org"},
+            "services": [{"identifier": service, "submissionSchemas": [{"schemaUri": "https://schema.fitko.de/fim/s00000096_1.0.schema.json", "mimeType": "application/json"}], "regions": ["DE03257"]}],
+            "encryptionKid": enc.kid(), "encryptionPublicKey": enc.public_jwk(), "signingPublicKey": sig.public_jwk(),
+            "metadataVersions": ["1.0.0"], "callback": {"url": callback_url, "secret": callback_secret},
+        }))).await;
+        assert_eq!(st, StatusCode::CREATED, "{dest}");
+        let dest_id = dest["destinationId"].as_str().unwrap().to_owned();
+        assert_eq!(dest["status"], "created");
+        // Not active yet: senders are told precisely.
+        let create = json!({"destinationId": dest_id, "announcedAttachments": [], "serviceType": {"name": "", "identifier": service}});
+        let (st, p) = send(
+            client()
+                .post(format!("{api}/submissions"))
+                .bearer_auth(&sender)
+                .json(&create),
+        )
+        .await;
+        assert_eq!(
+            (st, problem_type(&p)),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "destination-state-invalid"
+            ),
+            "{p}"
+        );
+        let (st, _) = send(
+            client()
+                .patch(format!("{api}/destinations/{dest_id}"))
+                .bearer_auth(&subscriber)
+                .json(&json!({"status": "active"})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+        // Another subscriber may not touch it, and is told how to get linked.
+        let (st, p) = send(
+            client()
+                .patch(format!("{api}/destinations/{dest_id}"))
+                .bearer_auth(&stranger)
+                .json(&json!({"status": "inactive"})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        assert!(
+            p["detail"].as_str().unwrap().contains("clients link"),
+            "{p}"
+        );
+
+        // Senders read the public view and the key without a token.
+        let (st, public) = send(client().get(format!("{api}/destinations/{dest_id}"))).await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(public.get("contactInformation").is_none());
+        let (st, key) =
+            send(client().get(format!("{api}/destinations/{dest_id}/keys/{}", enc.kid()))).await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(key["key_ops"], json!(["wrapKey"]));
+        let enc_key = crypto::RsaEncryptionKey::from_jwk(&key).unwrap();
+
+        // Create with a repeated attachment id (as a field SDK does), upload twice, submit.
+        let att = "0b7e5a8e-7f0e-4c61-9f53-7e4b1e0a6c11";
+        let (st, created) = send(
+            client()
+                .post(format!("{api}/submissions"))
+                .bearer_auth(&sender)
+                .json(&json!({
+            "destinationId": dest_id, "announcedAttachments": [att, att.to_uppercase()],
+            "serviceType": {"name": "", "identifier": service}})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::CREATED, "{created}");
+        let sub_id = created["submissionId"].as_str().unwrap().to_owned();
+        let case_id = created["caseId"].as_str().unwrap().to_owned();
+        let upload = |body: String, ct: &'static str, aid: &str| {
+            client()
+                .put(format!("{api}/submissions/{sub_id}/attachments/{aid}"))
+                .bearer_auth(&sender)
+                .header("content-type", ct)
+                .body(body)
+        };
+        let first = crypto::jwe::encrypt(
+            &enc_key,
+            b"%PDF-1.7 first",
+            Some("application/pdf"),
+            Some(enc.kid()),
+            true,
+        )
+        .unwrap();
+        let second = crypto::jwe::encrypt(
+            &enc_key,
+            b"%PDF-1.7 second",
+            Some("application/pdf"),
+            Some(enc.kid()),
+            false,
+        )
+        .unwrap();
+        let (st, p) = send(upload(first.clone(), "application/json", att)).await;
+        assert_eq!(
+            (st, problem_type(&p)),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+        );
+        let (st, p) = send(upload(
+            "eyJhbGciOiJub25lIn0.a.b.c.d".repeat(40),
+            "application/jose",
+            att,
+        ))
+        .await;
+        assert_eq!(
+            (st, problem_type(&p)),
+            (StatusCode::BAD_REQUEST, "invalid-jwe"),
+            "{p}"
+        );
+        assert_eq!(
+            send(upload(first, "application/jose", att)).await.0,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            send(upload(second.clone(), "application/jose", att))
+                .await
+                .0,
+            StatusCode::NO_CONTENT
+        );
+        let (st, p) = send(upload(
+            second.clone(),
+            "application/jose",
+            "0b7e5a8e-7f0e-4c61-9f53-7e4b1e0a6c99",
+        ))
+        .await;
+        assert_eq!(
+            (st, problem_type(&p)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "attachment-not-announced")
+        );
+        let metadata = json!({"contentStructure": {"attachments": [{"attachmentId": att, "purpose": "attachment", "mimeType": "application/pdf"}]}});
+        let meta_jwe = crypto::jwe::encrypt(
+            &enc_key,
+            metadata.to_string().as_bytes(),
+            Some("application/json"),
+            Some(enc.kid()),
+            false,
+        )
+        .unwrap();
+        let data_jwe = crypto::jwe::encrypt(
+            &enc_key,
+            br#"{"name":"Erika Mustermann"}"#,
+            Some("application/json"),
+            Some(enc.kid()),
+            false,
+        )
+        .unwrap();
+        let (st, reduced) = send(
+            client()
+                .put(format!("{api}/submissions/{sub_id}"))
+                .bearer_auth(&sender)
+                .json(&json!({"encryptedMetadata": meta_jwe, "encryptedData": data_jwe})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::ACCEPTED, "{reduced}");
+        assert_eq!(reduced["attachments"], json!([att]));
+        assert_eq!(reduced["serviceType"]["identifier"], service);
+        // Twice is refused; uploads after submit too.
+        let (st, _) = send(
+            client()
+                .put(format!("{api}/submissions/{sub_id}"))
+                .bearer_auth(&sender)
+                .json(&json!({"encryptedMetadata": meta_jwe})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            send(upload(second.clone(), "application/jose", att))
+                .await
+                .0,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+
+        // The destination's callback arrives, signed as FIT-Connect prescribes; an independent
+        // HMAC (Python's hmac module) agrees.
+        let (headers, body) = tokio::time::timeout(std::time::Duration::from_secs(20), callback)
+            .await
+            .unwrap()
+            .unwrap();
+        let cb: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            cb["type"],
+            "https://schema.fitko.de/fit-connect/submission-api/callbacks/new-submissions"
+        );
+        assert_eq!(cb["submissions"][0]["submissionId"], sub_id.as_str());
+        assert!(!body.contains('\n'));
+        let ts = &headers["callback-timestamp"];
+        let out = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", "import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), (sys.argv[2]+'.'+sys.argv[3]).encode(), hashlib.sha512).hexdigest())", callback_secret, ts, &body])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim(),
+            headers["callback-authentication"]
+        );
+
+        // The subscriber picks it up (without destinationId: all its destinations).
+        let (st, list) = send(
+            client()
+                .get(format!("{api}/submissions"))
+                .bearer_auth(&subscriber),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(
+            list["submissions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["submissionId"] == sub_id.as_str()),
+            "{list}"
+        );
+        let (st, _) = send(
+            client()
+                .get(format!("{api}/submissions/{sub_id}"))
+                .bearer_auth(&stranger),
+        )
+        .await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        let (st, got) = send(
+            client()
+                .get(format!("{api}/submissions/{sub_id}"))
+                .bearer_auth(&subscriber),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+        let meta = crypto::jwe::decrypt(
+            enc,
+            &crypto::JweCompact::parse(got["encryptedMetadata"].as_str().unwrap()).unwrap(),
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&meta.plaintext).unwrap(),
+            metadata
+        );
+        let res = client()
+            .get(format!("{api}/submissions/{sub_id}/attachments/{att}"))
+            .bearer_auth(&subscriber)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["content-type"], "application/jose");
+        let body = res.text().await.unwrap();
+        assert_eq!(body, second);
+        let plain =
+            crypto::jwe::decrypt(enc, &crypto::JweCompact::parse(&body).unwrap(), 1 << 20).unwrap();
+        assert_eq!(&plain.plaintext[..], b"%PDF-1.7 second");
+
+        // The event log: service SETs signed PS512, verifiable with the published JWKS.
+        let jwks: Value = client()
+            .get(format!("{base}/submission-api/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let (st, log) = send(
+            client()
+                .get(format!("{api}/cases/{case_id}/events"))
+                .bearer_auth(&sender),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+        let events: Vec<String> = log["eventLog"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap().to_owned())
+            .collect();
+        let mut names = Vec::new();
+        let mut tags = Value::Null;
+        for e in &events {
+            let header = crypto::jwt_header(e).unwrap();
+            assert_eq!(header["typ"], "secevent+jwt");
+            let key = jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["kid"] == header["kid"])
+                .unwrap();
+            let (_, payload) = crypto::verify_compact_ps512(key, e).unwrap();
+            let claims: Value = serde_json::from_slice(&payload).unwrap();
+            assert!(claims["iss"].as_str().unwrap().starts_with("http"));
+            assert_eq!(claims["txn"], format!("case:{case_id}"));
+            let (uri, payload) = claims["events"].as_object().unwrap().iter().next().unwrap();
+            names.push(uri.rsplit('/').next().unwrap().to_owned());
+            if uri.ends_with("submit-submission") {
+                tags = payload["authenticationTags"].clone();
+            }
+        }
+        assert_eq!(
+            names,
+            [
+                "create-submission",
+                "submit-submission",
+                "forward-submission"
+            ]
+        );
+        assert_eq!(tags["attachments"][att], second.rsplit('.').next().unwrap());
+
+        // Accept with wrong tags: refused; with the right ones: recorded; then no reject.
+        let accept = |tags: Value| {
+            let claims = json!({"$schema": "https://schema.fitko.de/fit-connect/set-payload/1.2.2/set-payload.schema.json",
+                "jti": uuid::Uuid::new_v4().to_string(), "iss": dest_id, "iat": 1_700_000_000, "sub": format!("submission:{sub_id}"),
+                "txn": format!("case:{case_id}"), "events": {"https://schema.fitko.de/fit-connect/events/accept-submission": {"authenticationTags": tags}}});
+            sig.sign_compact(Some("secevent+jwt"), claims.to_string().as_bytes())
+                .unwrap()
+        };
+        let post = |set: String| {
+            client()
+                .post(format!("{api}/cases/{case_id}/events"))
+                .bearer_auth(&subscriber)
+                .header("content-type", "application/jose")
+                .body(set)
+        };
+        let mut wrong = tags.clone();
+        wrong["metadata"] = json!("AAAAAAAAAAAAAAAAAAAAAA");
+        let (st, p) = send(post(accept(wrong))).await;
+        assert_eq!(
+            (st, problem_type(&p)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid-event"),
+            "{p}"
+        );
+        let (st, p) = send(post(accept(tags.clone()))).await;
+        assert_eq!(st, StatusCode::NO_CONTENT, "{p}");
+        let (st, p) = send(post(accept(tags.clone()))).await;
+        assert_eq!(
+            (st, problem_type(&p)),
+            (StatusCode::CONFLICT, "invalid-state-transition"),
+            "{p}"
+        );
+        let (_, log) = send(
+            client()
+                .get(format!("{api}/submissions/{sub_id}/events"))
+                .bearer_auth(&subscriber),
+        )
+        .await;
+        assert_eq!(log["totalCount"], 4);
+        // Every step is in the journal: received, fetched, accepted, each provably included in
+        // a signed tree head.
+        let subject = format!("submission:{sub_id}");
+        let mut entries = Vec::new();
+        for _ in 0..100 {
+            let (_, j) = send(client().get(format!("{base}/journal/v1/subjects/{subject}"))).await;
+            entries = j["entries"].as_array().unwrap().clone();
+            if entries.len() == 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let kinds: Vec<&str> = entries
+            .iter()
+            .map(|e| e["entry"]["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["received", "fetched", "accepted"]);
+        assert_eq!(entries[0]["entry"]["tenant"], dest_id.as_str());
+        let (_, th) = send(client().get(format!("{base}/journal/v1/tree-head"))).await;
+        let public_key = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            th["publicKey"]["publicKey"].as_str().unwrap(),
+        )
+        .unwrap();
+        for e in &entries {
+            let index = e["index"].as_u64().unwrap();
+            let (st, proof) =
+                send(client().get(format!("{base}/journal/v1/entries/{index}/proof"))).await;
+            assert_eq!(st, StatusCode::OK, "{proof}");
+            let head: journal::SignedTreeHead =
+                serde_json::from_value(proof["treeHead"].clone()).unwrap();
+            assert!(journal::verify_tree_head(&public_key, &head));
+            let entry: journal::Entry = serde_json::from_value(proof["entry"].clone()).unwrap();
+            let leaf = entry.leaf_hash().unwrap();
+            let path: Vec<journal::Hash> =
+                serde_json::from_value(proof["auditPath"].clone()).unwrap();
+            assert!(journal::verify_inclusion(
+                &leaf,
+                index,
+                head.tree_size,
+                &path,
+                &head.root_hash
+            ));
+        }
+
+        // Content is not readable after the decision.
+        let (st, _) = send(
+            client()
+                .get(format!("{api}/submissions/{sub_id}"))
+                .bearer_auth(&subscriber),
+        )
+        .await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+
+        // v2: the service field is publicService; data is required.
+        let api2 = format!("{base}/submission-api/v2");
+        let (st, p) = send(
+            client()
+                .post(format!("{api2}/submissions"))
+                .bearer_auth(&sender)
+                .json(&create),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(
+            p["detail"].as_str().unwrap().contains("publicService"),
+            "{p}"
+        );
+        let (st, created) = send(client().post(format!("{api2}/submissions")).bearer_auth(&sender).json(&json!({
+            "destinationId": dest_id, "announcedAttachments": [], "publicService": {"name": "Wohnsitz anmelden", "identifier": service}, "region": "DE03257"}))).await;
+        assert_eq!(st, StatusCode::CREATED, "{created}");
+        let sub2 = created["submissionId"].as_str().unwrap();
+        let (st, _) = send(
+            client()
+                .put(format!("{api2}/submissions/{sub2}"))
+                .bearer_auth(&sender)
+                .json(&json!({"encryptedMetadata": meta_jwe})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        let (st, reduced) = send(
+            client()
+                .put(format!("{api2}/submissions/{sub2}"))
+                .bearer_auth(&sender)
+                .json(&json!({"encryptedMetadata": meta_jwe, "encryptedData": data_jwe})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{reduced}");
+        assert_eq!(reduced["publicService"]["identifier"], service);
+
+        // Without a token: 401 as problem JSON.
+        let (st, p) = send(
+            client()
+                .get(format!("{api}/submissions"))
+                .header("authorization", "Bearer None"),
+        )
+        .await;
+        assert_eq!(
+            (st, problem_type(&p)),
+            (StatusCode::UNAUTHORIZED, "unauthorized")
+        );
+    }
+}
+
+/// A one-shot HTTP receiver on loopback: returns its URL and a future resolving to the
+/// (headers, body) of the first POST it gets (answered 200).
+async fn callback_receiver() -> (
+    String,
+    tokio::task::JoinHandle<(std::collections::HashMap<String, String>, String)>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/callback", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = sock.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let headers: std::collections::HashMap<String, String> = head
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
+                let len: usize = headers
+                    .get("content-length")
+                    .map_or(0, |v| v.parse().unwrap());
+                while buf.len() < end + 4 + len {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = String::from_utf8(buf[end + 4..end + 4 + len].to_vec()).unwrap();
+                sock.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await
+                .unwrap();
+                return (headers, body);
+            }
+        }
+    });
+    (url, task)
+}
+
+/// One attachment of an ePoststelle test submission: id, content, the SHA-512 the metadata
+/// claims, file name, media type.
+struct EpAttachment {
+    id: String,
+    content: Vec<u8>,
+    declared_sha512: String,
+    filename: &'static str,
+    mime: &'static str,
+}
+
+impl EpAttachment {
+    fn new(content: &[u8], filename: &'static str, mime: &'static str) -> Self {
+        EpAttachment {
+            id: uuid::Uuid::new_v4().to_string(),
+            content: content.to_vec(),
+            declared_sha512: poststelle::sha512_hex(content),
+            filename,
+            mime,
+        }
+    }
+}
+
+/// Sends a submission the way a FIT-Connect SDK does (JWE `kid` = the key's thumbprint,
+/// attachments compressed) and returns (submission id, case id).
+async fn ep_submit(
+    api: &str,
+    sender: &str,
+    dest: &str,
+    service: &str,
+    key: &crypto::RsaEncryptionKey,
+    data: &[u8],
+    attachments: &[EpAttachment],
+) -> (String, String) {
+    use serde_json::json;
+    let ids: Vec<&str> = attachments.iter().map(|a| a.id.as_str()).collect();
+    let (st, created) = send(
+        client()
+            .post(format!("{api}/submissions"))
+            .bearer_auth(sender)
+            .json(&json!({"destinationId": dest, "announcedAttachments": ids,
+                "serviceType": {"name": "Wohnsitz anmelden", "identifier": service}})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let sub = created["submissionId"].as_str().unwrap().to_owned();
+    let case = created["caseId"].as_str().unwrap().to_owned();
+    for a in attachments {
+        let jwe = crypto::jwe::encrypt(key, &a.content, Some(a.mime), Some(key.thumbprint()), true)
+            .unwrap();
+        let (st, p) = send(
+            client()
+                .put(format!("{api}/submissions/{sub}/attachments/{}", a.id))
+                .bearer_auth(sender)
+                .header("content-type", "application/jose")
+                .body(jwe),
+        )
+        .await;
+        assert_eq!(st, StatusCode::NO_CONTENT, "{p}");
+    }
+    let metadata = json!({
+        "contentStructure": {
+            "data": {"hash": {"type": "sha512", "content": poststelle::sha512_hex(data)},
+                "submissionSchema": {"schemaUri": "https://schema.fitko.de/fim/s00000096_1.0.schema.json", "mimeType": "application/json"}},
+            "attachments": attachments.iter().map(|a| json!({
+                "attachmentId": a.id, "purpose": "attachment", "mimeType": a.mime, "filename": a.filename,
+                "hash": {"type": "sha512", "content": a.declared_sha512}})).collect::<Vec<_>>(),
+        },
+        "publicServiceType": {"identifier": service},
+    });
+    let enc = |b: &[u8]| {
+        crypto::jwe::encrypt(
+            key,
+            b,
+            Some("application/json"),
+            Some(key.thumbprint()),
+            false,
+        )
+        .unwrap()
+    };
+    let (st, p) = send(
+        client()
+            .put(format!("{api}/submissions/{sub}"))
+            .bearer_auth(sender)
+            .json(&json!({"encryptedMetadata": enc(metadata.to_string().as_bytes()), "encryptedData": enc(data)})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{p}");
+    (sub, case)
+}
+
+/// Waits until the ePoststelle decided and the receipt is there (404 before).
+async fn ep_receipt(api: &str, sender: &str, sub: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (st, v) = send(
+            client()
+                .get(format!("{api}/submissions/{sub}/receipt"))
+                .bearer_auth(sender),
+        )
+        .await;
+        if st == StatusCode::OK {
+            eprintln!(
+                "ePoststelle decided {sub} within {} ms of submit",
+                started.elapsed().as_millis()
+            );
+            return v;
+        }
+        assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(90),
+            "no decision for {sub}: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The case's event log, verified: service events with the service JWKS, the destination's
+/// decision with its key from `GET /destinations/{id}/keys/{kid}`. Returns (event name,
+/// payload) in order.
+async fn ep_verified_events(
+    api: &str,
+    base: &str,
+    sender: &str,
+    case: &str,
+) -> Vec<(String, Value)> {
+    let jwks: Value = client()
+        .get(format!("{base}/submission-api/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (st, log) = send(
+        client()
+            .get(format!("{api}/cases/{case}/events"))
+            .bearer_auth(sender),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{log}");
+    let mut out = Vec::new();
+    for e in log["eventLog"].as_array().unwrap() {
+        let e = e.as_str().unwrap();
+        let header = crypto::jwt_header(e).unwrap();
+        assert_eq!(header["typ"], "secevent+jwt");
+        let unverified: Value = {
+            use base64::Engine as _;
+            let p = e.split('.').nth(1).unwrap();
+            serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let iss = unverified["iss"].as_str().unwrap();
+        let key = if iss.starts_with("http") {
+            jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["kid"] == header["kid"])
+                .unwrap()
+                .clone()
+        } else {
+            let (st, key) = send(client().get(format!(
+                "{api}/destinations/{iss}/keys/{}",
+                header["kid"].as_str().unwrap()
+            )))
+            .await;
+            assert_eq!(st, StatusCode::OK, "{key}");
+            assert_eq!(key["key_ops"], serde_json::json!(["verify"]));
+            key
+        };
+        let (_, payload) = crypto::verify_compact_ps512(&key, e).unwrap();
+        let claims: Value = serde_json::from_slice(&payload).unwrap();
+        let (uri, payload) = claims["events"].as_object().unwrap().iter().next().unwrap();
+        out.push((uri.rsplit('/').next().unwrap().to_owned(), payload.clone()));
+    }
+    out
+}
+
+fn verify_receipt(jwks: &Value, r: &Value) {
+    let jws = r["jws"].as_str().unwrap();
+    let header = crypto::jwt_header(jws).unwrap();
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("the receipt is signed with a key of /.well-known/jwks.json");
+    let (_, payload) = crypto::verify_compact_ps512(key, jws).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&payload).unwrap(),
+        r["receipt"]
+    );
+}
+
+#[tokio::test]
+async fn poststelle_checks_scans_decides_and_confirms_receipt() {
+    use serde_json::json;
+    if std::env::var("RATHAUS_TEST_CLAMD_URL").is_ok_and(|u| !u.is_empty()) {
+    } else if std::env::var("RATHAUS_TEST_REQUIRE_CLAMD").as_deref() == Ok("1") {
+        panic!("RATHAUS_TEST_REQUIRE_CLAMD=1 but RATHAUS_TEST_CLAMD_URL is not set");
+    } else {
+        eprintln!(
+            "note: skipping the ePoststelle test: no RATHAUS_TEST_CLAMD_URL (start one with scripts/clamd-throwaway start)"
+        );
+        return;
+    }
+    let service = "urn:de:fim:leika:leistung:99115005104000";
+    for s in servers() {
+        let base = &s.base;
+        let api = format!("{base}/submission-api/v1");
+        // The authority's ePoststelle: a destination the platform holds.
+        let (st, d) = send(
+            client()
+                .post(format!("{base}/api/admin/v1/destinations"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"authorityArs": "032570000000",
+                    "services": [{"identifier": service, "submissionSchemas": [{"schemaUri": "https://schema.fitko.de/fim/s00000096_1.0.schema.json", "mimeType": "application/json"}], "regions": ["DE03257"]}],
+                    "contactInformation": {"legalName": "Samtgemeinde Nenndorf", "address": "Rodenberger Allee 13, 31542 Bad Nenndorf", "phone": "+49 5723 7040", "email": "poststelle@example.org"}})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::CREATED, "{d}");
+        let dest = d["destinationId"].as_str().unwrap().to_owned();
+        let (_, sender) = fc_client(base, "Onlinedienst ePoststelle", &[SCOPE_SEND]).await;
+        let (_, other) = fc_client(base, "Anderer Onlinedienst", &[SCOPE_SEND]).await;
+        let (st, public) = send(client().get(format!("{api}/destinations/{dest}"))).await;
+        assert_eq!(st, StatusCode::OK, "{public}");
+        let kid = public["encryptionKid"].as_str().unwrap();
+        let (_, jwk) = send(client().get(format!("{api}/destinations/{dest}/keys/{kid}"))).await;
+        let key = crypto::RsaEncryptionKey::from_jwk(&jwk).unwrap();
+        let jwks: Value = client()
+            .get(format!("{base}/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let data = br#"{"familienname":"Mustermann","vorname":"Erika"}"#;
+
+        // 1. Clean: accepted, signed by the destination, receipt verifiable, PDF.
+        let pdf = EpAttachment::new(
+            b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n",
+            "Meldeschein.pdf",
+            "application/pdf",
+        );
+        let (sub, case) = ep_submit(
+            &api,
+            &sender,
+            &dest,
+            service,
+            &key,
+            data,
+            std::slice::from_ref(&pdf),
+        )
+        .await;
+        let r = ep_receipt(&api, &sender, &sub).await;
+        verify_receipt(&jwks, &r);
+        let c = &r["receipt"];
+        assert_eq!(c["decision"]["result"], "accepted", "{c}");
+        assert_eq!(c["submissionId"], sub.as_str());
+        assert_eq!(c["caseId"], case.as_str());
+        assert_eq!(c["destinationId"], dest.as_str());
+        assert_eq!(c["authority"]["ars"], "032570000000");
+        assert_eq!(c["service"]["identifier"], service);
+        assert!(
+            c["scanner"]["engine"]
+                .as_str()
+                .unwrap()
+                .starts_with("ClamAV"),
+            "{c}"
+        );
+        assert_eq!(c["metadata"]["validation"]["valid"], true);
+        let att = c["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["instance"] == format!("attachment:{}", pdf.id))
+            .unwrap();
+        assert_eq!(att["filename"], "Meldeschein.pdf");
+        assert_eq!(att["size"], pdf.content.len());
+        assert_eq!(att["sha512"], pdf.declared_sha512.as_str());
+        assert_eq!(att["scan"], "clean");
+        assert!(c.get("journal").is_some(), "hook for the journal proof");
+        let events = ep_verified_events(&api, base, &sender, &case).await;
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "create-submission",
+                "submit-submission",
+                "forward-submission",
+                "accept-submission"
+            ]
+        );
+        assert_eq!(
+            events[3].1["authenticationTags"], events[1].1["authenticationTags"],
+            "the accept repeats the tags the Zustelldienst published"
+        );
+        // Filed for the clerks: contents readable with the team key, unchanged.
+        let (st, filed) = send(
+            client()
+                .get(format!("{base}/api/admin/v1/poststelle/cases/{sub}"))
+                .bearer_auth(ADMIN_TOKEN),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{filed}");
+        assert_eq!(filed["caseId"], case.as_str());
+        assert_eq!(filed["authorityArs"], "032570000000");
+        assert_eq!(filed["attachments"][0]["filename"], "Meldeschein.pdf");
+        assert_eq!(
+            filed["attachments"][0]["contentSha512"],
+            pdf.declared_sha512.as_str()
+        );
+        assert_eq!(
+            filed["data"]["contentSha512"],
+            poststelle::sha512_hex(data).as_str()
+        );
+        assert_eq!(filed["checkReport"]["decision"]["result"], "accepted");
+        assert_eq!(filed["checkReport"]["parts"][1]["scan"], "clean");
+        let res = client()
+            .get(format!(
+                "{base}/submission-api/v2/submissions/{sub}/receipt"
+            ))
+            .bearer_auth(&sender)
+            .header("accept", "application/pdf")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "application/pdf");
+        assert!(res.bytes().await.unwrap().starts_with(b"%PDF"));
+        // Once sequenced, the receipt carries the journal proof of the decision, which
+        // verifies against the signed tree head.
+        let mut proof = Value::Null;
+        for _ in 0..100 {
+            let (_, r) = send(
+                client()
+                    .get(format!("{api}/submissions/{sub}/receipt"))
+                    .bearer_auth(&sender),
+            )
+            .await;
+            proof = r["journalProof"].clone();
+            if !proof.is_null() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(proof["entry"]["kind"], "accepted", "{proof}");
+        let head: journal::SignedTreeHead =
+            serde_json::from_value(proof["treeHead"].clone()).unwrap();
+        let entry: journal::Entry = serde_json::from_value(proof["entry"].clone()).unwrap();
+        let path: Vec<journal::Hash> = serde_json::from_value(proof["auditPath"].clone()).unwrap();
+        assert!(journal::verify_inclusion(
+            &entry.leaf_hash().unwrap(),
+            proof["index"].as_u64().unwrap(),
+            head.tree_size,
+            &path,
+            &head.root_hash
+        ));
+        // Only the sender gets the receipt.
+        let (st, p) = send(
+            client()
+                .get(format!("{api}/submissions/{sub}/receipt"))
+                .bearer_auth(&other),
+        )
+        .await;
+        assert_eq!(
+            (st, problem_type(&p)),
+            (StatusCode::NOT_FOUND, "submission-not-found")
+        );
+
+        // 2. EICAR (built from halves, so no file holds it whole): rejected, not received.
+        let eicar = [
+            r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR",
+            "-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*",
+        ]
+        .concat();
+        let bad = EpAttachment::new(eicar.as_bytes(), "rechnung.com", "application/octet-stream");
+        let (sub2, case2) = ep_submit(
+            &api,
+            &sender,
+            &dest,
+            service,
+            &key,
+            data,
+            &[
+                EpAttachment::new(b"%PDF-1.7 clean", "Antrag.pdf", "application/pdf"),
+                bad,
+            ],
+        )
+        .await;
+        let r = ep_receipt(&api, &sender, &sub2).await;
+        verify_receipt(&jwks, &r);
+        let c = &r["receipt"];
+        assert_eq!(c["decision"]["result"], "rejected", "{c}");
+        let problems = c["decision"]["problems"].as_array().unwrap();
+        assert_eq!(problems.len(), 1, "{c}");
+        assert_eq!(
+            problems[0]["type"],
+            "https://schema.fitko.de/fit-connect/events/problems/malware-detected"
+        );
+        assert!(
+            problems[0]["instance"]
+                .as_str()
+                .unwrap()
+                .starts_with("attachment:")
+        );
+        assert!(
+            problems[0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not received")
+        );
+        let (st, _) = send(
+            client()
+                .get(format!("{base}/api/admin/v1/poststelle/cases/{sub2}"))
+                .bearer_auth(ADMIN_TOKEN),
+        )
+        .await;
+        assert_eq!(
+            st,
+            StatusCode::NOT_FOUND,
+            "rejected submissions are not filed"
+        );
+        let events = ep_verified_events(&api, base, &sender, &case2).await;
+        let (name, payload) = events.last().unwrap();
+        assert_eq!(name, "reject-submission");
+        assert_eq!(payload["problems"][0]["type"], problems[0]["type"]);
+        let res = client()
+            .get(format!("{api}/submissions/{sub2}/receipt"))
+            .bearer_auth(&sender)
+            .header("accept", "application/pdf")
+            .send()
+            .await
+            .unwrap();
+        assert!(res.bytes().await.unwrap().starts_with(b"%PDF"));
+
+        // 3. A wrong SHA-512 in the metadata: rejected with hash-mismatch.
+        let mut wrong = EpAttachment::new(b"%PDF-1.7 swapped", "Antrag.pdf", "application/pdf");
+        wrong.declared_sha512 = poststelle::sha512_hex(b"%PDF-1.7 original");
+        let wrong_instance = format!("attachment:{}", wrong.id);
+        let (sub3, case3) = ep_submit(&api, &sender, &dest, service, &key, data, &[wrong]).await;
+        let r = ep_receipt(&api, &sender, &sub3).await;
+        let c = &r["receipt"];
+        assert_eq!(c["decision"]["result"], "rejected");
+        assert_eq!(
+            c["decision"]["problems"][0]["type"],
+            "https://schema.fitko.de/fit-connect/events/problems/hash-mismatch"
+        );
+        assert_eq!(
+            c["decision"]["problems"][0]["instance"],
+            wrong_instance.as_str()
+        );
+        let events = ep_verified_events(&api, base, &sender, &case3).await;
+        assert_eq!(events.last().unwrap().0, "reject-submission");
+
+        // After a key rotation, a sender still encrypting to the old (now retired) key is
+        // served: the ePoststelle tries every key of the destination.
+        let (st, rotated) = send(
+            client()
+                .post(format!(
+                    "{base}/api/admin/v1/destinations/{dest}/keys/rotate"
+                ))
+                .bearer_auth(ADMIN_TOKEN),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{rotated}");
+        assert_ne!(rotated["encryptionKid"].as_str().unwrap(), kid);
+        let (sub4, _) = ep_submit(
+            &api,
+            &sender,
+            &dest,
+            service,
+            &key,
+            data,
+            &[EpAttachment::new(
+                b"%PDF-1.7 late",
+                "Nachtrag.pdf",
+                "application/pdf",
+            )],
+        )
+        .await;
+        let r = ep_receipt(&api, &sender, &sub4).await;
+        assert_eq!(r["receipt"]["decision"]["result"], "accepted", "{r}");
+
+        // Not decided (not even submitted): 404 saying so.
+        let (_, created) = send(
+            client()
+                .post(format!("{api}/submissions"))
+                .bearer_auth(&sender)
+                .json(&json!({"destinationId": dest, "announcedAttachments": [],
+                    "serviceType": {"name": "", "identifier": service}})),
+        )
+        .await;
+        let (st, p) = send(
+            client()
+                .get(format!(
+                    "{api}/submissions/{}/receipt",
+                    created["submissionId"].as_str().unwrap()
+                ))
+                .bearer_auth(&sender),
+        )
+        .await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        assert!(
+            p["detail"].as_str().unwrap().contains("not decided yet"),
+            "{p}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn poststelle_waits_without_a_reachable_scanner_and_readyz_says_why() {
+    use serde_json::json;
+    tls_provider();
+    let db = store::testing::fresh(Backend::Sqlite).await;
+    let kek = crypto::Kek::generate();
+    app::install_routing_key(db.store(), &kek, crypto::testkey::shared())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = app::App::open(db.store().clone(), kek, app::Settings::new(base.clone()))
+        .await
+        .unwrap();
+    let dead = scanner::Clamd::new(
+        scanner::ClamdUrl::parse("unix:///nonexistent/rathaus-test/clamd.sock").unwrap(),
+        scanner::Timeouts::default(),
+    );
+    tokio::spawn(app.clone().run_poststelle(Some(dead)));
+    let config = web::WebConfig {
+        admin_token: Some(ADMIN_TOKEN.into()),
+        routing_rate_limit: 1_000_000,
+        ..Default::default()
+    };
+    tokio::spawn(web::serve(
+        listener,
+        web::router(app.clone(), config),
+        std::future::pending(),
+    ));
+    let service = "urn:de:fim:leika:leistung:99115005104000";
+    let api = format!("{base}/submission-api/v1");
+    let (st, d) = send(
+        client()
+            .post(format!("{base}/api/admin/v1/destinations"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"authorityArs": "032570000000",
+                "services": [{"identifier": service, "submissionSchemas": [{"schemaUri": "https://schema.fitko.de/fim/s00000096_1.0.schema.json", "mimeType": "application/json"}], "regions": ["DE03257"]}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{d}");
+    let dest = d["destinationId"].as_str().unwrap().to_owned();
+    let (_, sender) = fc_client(&base, "Onlinedienst", &[SCOPE_SEND]).await;
+    let (_, public) = send(client().get(format!("{api}/destinations/{dest}"))).await;
+    let kid = public["encryptionKid"].as_str().unwrap();
+    let (_, jwk) = send(client().get(format!("{api}/destinations/{dest}/keys/{kid}"))).await;
+    let key = crypto::RsaEncryptionKey::from_jwk(&jwk).unwrap();
+    let (sub, case) = ep_submit(
+        &api,
+        &sender,
+        &dest,
+        service,
+        &key,
+        b"{}",
+        &[EpAttachment::new(b"%PDF-1.7", "a.pdf", "application/pdf")],
+    )
+    .await;
+
+    // The worker fetched it but accepts nothing unscanned: it waits, and readiness says why.
+    let started = std::time::Instant::now();
+    let status = loop {
+        let (st, status) = send(
+            client()
+                .get(format!("{base}/api/admin/v1/poststelle"))
+                .bearer_auth(ADMIN_TOKEN),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+        if status["waiting"].as_array().is_some_and(|w| {
+            w.iter()
+                .any(|x| x["reason"].as_str().unwrap().starts_with("pending-scan"))
+        }) {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        status["waiting"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{status}"
+    );
+    assert_eq!(status["waiting"][0]["count"], 1);
+    assert!(
+        status["problem"]
+            .as_str()
+            .unwrap()
+            .contains("virus scanner"),
+        "{status}"
+    );
+    let (st, ready) = get_json(&format!("{base}/readyz")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(ready["poststelle"]["status"], "waiting", "{ready}");
+    assert!(
+        ready["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("virus scanner does not answer"),
+        "{ready}"
+    );
+    // The admin page says it too.
+    let c = client();
+    let login = c
+        .get(format!("{base}/admin/anmelden"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let res = c
+        .post(format!("{base}/admin/anmelden"))
+        .form(&[
+            ("csrf_token", csrf_of(&login).as_str()),
+            ("admin_token", ADMIN_TOKEN),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = c
+        .get(format!("{base}/admin/clients"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("ePoststelle"), "{page}");
+    assert!(page.contains("virus scanner does not answer"), "{page}");
+    assert!(page.contains("pending-scan"), "{page}");
+    let events = ep_verified_events(&api, &base, &sender, &case).await;
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "create-submission",
+            "submit-submission",
+            "forward-submission"
+        ]
+    );
+    let (st, p) = send(
+        client()
+            .get(format!("{api}/submissions/{sub}/receipt"))
+            .bearer_auth(&sender),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(
+        p["detail"].as_str().unwrap().contains("not decided yet"),
+        "{p}"
+    );
+    drop(db);
 }
