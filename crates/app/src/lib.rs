@@ -115,6 +115,8 @@ pub struct App {
     admin_mac: crypto::MacKey,
     /// The journal's signing key and sequencer state.
     journal: journal_log::JournalState,
+    /// When the last intake request came (the SET signer yields to senders).
+    zd_activity: zustelldienst::Activity,
     /// Wakes the SET signer when events were written unsigned.
     signer_wake: Arc<tokio::sync::Notify>,
     /// Wakes the callback worker when a callback was queued.
@@ -165,6 +167,7 @@ impl App {
         let app = Arc::new(App {
             admin_mac,
             journal,
+            zd_activity: zustelldienst::Activity::default(),
             signer_wake: Arc::new(tokio::sync::Notify::new()),
             callback_wake: Arc::new(tokio::sync::Notify::new()),
             poststelle_wake: Arc::new(tokio::sync::Notify::new()),

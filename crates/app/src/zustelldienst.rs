@@ -48,6 +48,30 @@ const CALLBACK_SECRET_AAD: &[u8] = b"zd-callback-secret";
 /// up after this many attempts (about three days).
 const CALLBACK_MAX_ATTEMPTS: i64 = 20;
 
+/// Unsigned events beyond which the signer no longer yields to intake requests (about a
+/// minute of signing on two cores).
+const SIGNING_BACKLOG_MAX: i64 = 20_000;
+
+/// When the last intake request arrived, so that the signer can yield to senders.
+#[derive(Debug, Default)]
+pub struct Activity(std::sync::atomic::AtomicU64);
+
+impl Activity {
+    fn now_ms() -> u64 {
+        u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+    }
+
+    pub fn touch(&self) {
+        self.0
+            .store(Self::now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// An intake request arrived within the last 100 ms.
+    pub fn busy(&self) -> bool {
+        Self::now_ms().saturating_sub(self.0.load(std::sync::atomic::Ordering::Relaxed)) < 100
+    }
+}
+
 /// Settings of the Zustelldienst.
 #[derive(Debug, Clone)]
 pub struct ZustelldienstSettings {
@@ -482,6 +506,7 @@ impl App {
         version: ApiVersion,
         body: &Value,
     ) -> Result<Value> {
+        self.zd_activity.touch();
         if !may_send(client) {
             return Err(p(
                 ProblemKind::Forbidden,
@@ -590,6 +615,7 @@ impl App {
         attachment_id: &str,
         body: &[u8],
     ) -> Result<()> {
+        self.zd_activity.touch();
         if !may_send(client) {
             return Err(p(
                 ProblemKind::Forbidden,
@@ -692,6 +718,7 @@ impl App {
         submission_id: &str,
         body: &Value,
     ) -> Result<Value> {
+        self.zd_activity.touch();
         if !may_send(client) {
             return Err(p(
                 ProblemKind::Forbidden,
@@ -1066,7 +1093,19 @@ impl App {
     /// first signature of each event).
     pub async fn run_set_signer(self: Arc<Self>) {
         loop {
-            match self.sign_pending(256).await {
+            // Senders first: while intake requests arrive, signing waits (reads of the
+            // event log sign on demand), unless the backlog grows beyond the bound.
+            let mut batch = 256;
+            if self.zd_activity.busy() {
+                match self.store.unsigned_event_count().await {
+                    Ok(n) if n < SIGNING_BACKLOG_MAX => {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    _ => batch = 32,
+                }
+            }
+            match self.sign_pending(batch).await {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "SET signer"),

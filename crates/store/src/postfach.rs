@@ -157,6 +157,27 @@ async fn append_log(
     .bind(&hash)
     .execute(&mut **tx)
     .await?;
+    // The step is anchored in the journal too, in the same transaction: the hash-chained
+    // log stays the Postfach's own record, the journal makes it verifiable by third parties
+    // with the platform's signed tree heads.
+    let kind = match event {
+        "placed" | "replied" => Some(journal::Kind::PostfachPlaced),
+        "notified" => Some(journal::Kind::PostfachNotified),
+        "opened" => Some(journal::Kind::PostfachOpened),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        let at_ms = crate::parse_ts(at)?.unix_timestamp_nanos() / 1_000_000;
+        let entry = journal::Entry {
+            at: i64::try_from(at_ms).unwrap_or(i64::MAX),
+            detail: (event == "replied").then(|| "reply".to_owned()),
+            digests: [("log".to_owned(), hash)].into_iter().collect(),
+            kind,
+            subject: format!("postfach:{message_id}"),
+            tenant: "servicekonto".into(),
+        };
+        crate::journal::enqueue_journal_entry(tx, &entry).await?;
+    }
     Ok(())
 }
 

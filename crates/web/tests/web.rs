@@ -984,6 +984,27 @@ async fn postfach_delivery_is_recorded_opened_and_answered() {
             .map(|e| e["event"].as_str().unwrap())
             .collect();
         assert!(events.contains(&"opened"));
+        // The Postfach's steps are anchored in the journal as well.
+        let mut kinds: Vec<String> = Vec::new();
+        for _ in 0..100 {
+            let (_, j) = get_json(&format!("{}/journal/v1/subjects/postfach:{id}", s.base)).await;
+            kinds = j["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["entry"]["kind"].as_str().unwrap().to_owned())
+                .collect();
+            if kinds.iter().any(|k| k == "postfach_opened") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            kinds.first().map(String::as_str),
+            Some("postfach_placed"),
+            "{kinds:?}"
+        );
+        assert!(kinds.iter().any(|k| k == "postfach_opened"), "{kinds:?}");
 
         // The reply with a file goes back to the authority.
         let form = reqwest::multipart::Form::new()
