@@ -669,14 +669,13 @@ impl App {
                 now,
             )
             .await;
-        let refused = |e: AppError| e;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
                 if let Some(k) = &blob_key {
                     let _ = self.blobs.delete(k).await;
                 }
-                return Err(refused(e.into()));
+                return Err(e.into());
             }
         };
         let err = match outcome {
@@ -946,7 +945,6 @@ impl App {
             if self.store.mark_forwarded(&s.id, event, now).await? {
                 self.signer_wake.notify_one();
                 self.journal.wake.notify_one();
-                self.zd_notify_sender(&s).await?;
             }
         }
         let mut v = self.submission_reduced(version, &s).await?;
@@ -982,17 +980,6 @@ impl App {
                 .to_vec()),
             _ => Err(AppError::Internal("attachment without content".into())),
         }
-    }
-
-    /// Queues the sender's new-events callback, if the sender asked for one.
-    async fn zd_notify_sender(&self, s: &store::SubmissionRecord) -> Result<()> {
-        let (Some(url), Some(secret)) = (&s.callback_url, &s.callback_secret) else {
-            return Ok(());
-        };
-        let _ = (url, secret);
-        // The sender's callback travels with decisions (see `zd_post_event`); a fetch is
-        // not worth a call.
-        Ok(())
     }
 
     // ------------------------------------------------------------------ events
@@ -1050,11 +1037,10 @@ impl App {
         let mut signed = std::collections::HashMap::new();
         if !unsigned.is_empty() {
             let made = self.sign_claims(unsigned).await?;
-            self.store.set_event_tokens(made.clone()).await?;
-            signed.extend(made);
+            // Another node may have signed the same event in between: the store answers
+            // with the token it kept, so everyone sees one token per event.
+            signed.extend(self.store.set_event_tokens(made).await?);
         }
-        // Another node may have signed in between: take what the database holds now for
-        // those, so everyone sees one token per event.
         Ok(records
             .into_iter()
             .filter_map(|r| r.token.or_else(|| signed.remove(&r.id)))
@@ -1207,11 +1193,10 @@ impl App {
             let stored = stored_tags(&s)?;
             check_accept_tags(&ev.payload, &stored)?;
         }
-        let (from, to) = match ev.kind {
-            EventKind::AcceptSubmission => ("accepted", zustelldienst::Action::Accept),
-            _ => ("rejected", zustelldienst::Action::Reject),
+        let decided = match ev.kind {
+            EventKind::AcceptSubmission => "accepted",
+            _ => "rejected",
         };
-        let _ = to;
         let now = OffsetDateTime::now_utc();
         let callback = self.sender_callback(&s);
         let outcome = self
@@ -1220,7 +1205,7 @@ impl App {
                 store::Decision {
                     submission_id: s.id.clone(),
                     from: vec!["submitted".into(), "forwarded".into()],
-                    to: from.into(),
+                    to: decided.into(),
                     event: store::NewEvent {
                         jti: ev.jti.clone(),
                         case_id: case_id.clone(),

@@ -927,21 +927,28 @@ impl Store {
     }
 
     /// Stores signatures made for unsigned events; one signed first (by another node or an
-    /// on-demand read) keeps its token.
-    pub async fn set_event_tokens(&self, tokens: Vec<(i64, String)>) -> Result<()> {
+    /// on-demand read) keeps its token. Returns the tokens stored for those events.
+    pub async fn set_event_tokens(&self, tokens: Vec<(i64, String)>) -> Result<Vec<(i64, String)>> {
         if tokens.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.write(move |c| {
             Box::pin(async move {
+                let mut stored = Vec::with_capacity(tokens.len());
                 for (id, token) in &tokens {
                     sqlx::query("UPDATE zd_events SET token = $2 WHERE id = $1 AND token IS NULL")
                         .bind(id)
                         .bind(token)
                         .execute(&mut *c)
                         .await?;
+                    // The token that counts: ours, or the one signed first elsewhere.
+                    let t: String = sqlx::query_scalar("SELECT token FROM zd_events WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *c)
+                        .await?;
+                    stored.push((*id, t));
                 }
-                Ok(())
+                Ok(stored)
             })
         })
         .await
