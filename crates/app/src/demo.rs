@@ -802,6 +802,9 @@ pub struct DemoFitConnect {
     pub signing_jwk_file: String,
     /// The platform-held destination of Samtgemeinde Nenndorf (its ePoststelle).
     pub epoststelle_destination_id: String,
+    /// A registered Fachdaten schema both destinations accept: data naming it is validated
+    /// by the ePoststelle.
+    pub data_schema_uri: String,
     /// Private JWKs of a destination created in this run, for the caller to write to the
     /// two files (they exist nowhere else).
     #[serde(skip)]
@@ -851,12 +854,21 @@ impl App {
             &subscriber_secret,
         )
         .await?;
+        let demo_schema = self
+            .register_data_schema(crate::bundled::DEMO_WOHNSITZ_SCHEMA)
+            .await?;
         let offer = |region: &str| zustelldienst::ServiceOffer {
             identifier: DEMO_FC_SERVICE.into(),
-            submission_schemas: vec![zustelldienst::destination::SubmissionSchema {
-                schema_uri: "https://schema.fitko.de/fim/s00000096_1.0.schema.json".into(),
-                mime_type: "application/json".into(),
-            }],
+            submission_schemas: vec![
+                zustelldienst::destination::SubmissionSchema {
+                    schema_uri: "https://schema.fitko.de/fim/s00000096_1.0.schema.json".into(),
+                    mime_type: "application/json".into(),
+                },
+                zustelldienst::destination::SubmissionSchema {
+                    schema_uri: demo_schema.uri.clone(),
+                    mime_type: "application/json".into(),
+                },
+            ],
             regions: vec![region.into()],
         };
         let contact = serde_json::json!({
@@ -922,6 +934,7 @@ impl App {
             decryption_jwk_file: key_files.0.into(),
             signing_jwk_file: key_files.1.into(),
             epoststelle_destination_id: epoststelle,
+            data_schema_uri: demo_schema.uri,
             new_private_jwks,
         })
     }

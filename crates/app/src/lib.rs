@@ -6,6 +6,7 @@
 //! held; other nodes notice the change through the directory generation and reload too.
 
 mod accounts;
+mod data_schemas;
 pub mod demo;
 mod error;
 mod journal_log;
@@ -36,6 +37,7 @@ pub use accounts::{
     AccountSettings, ClientInfo, LoginOutcome, SecondFactorOutcome, Session, SessionSummary,
     TotpSetup, normalize_email,
 };
+pub use data_schemas::RegisteredSchema;
 pub use error::AppError;
 pub use oauth::{ApiClient, OAuthError, SCOPE_POSTFACH_DELIVER, TokenGrant};
 pub use oidc::{
@@ -60,6 +62,9 @@ pub use rules::RuleInput;
 pub mod bundled {
     pub const GEBIETE: &[u8] = include_bytes!("../../../data/niedersachsen-gebiete-2017.csv");
     pub const LEIKA: &[u8] = include_bytes!("../../../data/leika-sample.csv");
+    /// The demo's Fachdaten schema for Wohnsitz anmelden (registered with the ePoststelle).
+    pub const DEMO_WOHNSITZ_SCHEMA: &[u8] =
+        include_bytes!("../../../data/fachdaten-wohnsitz-anmeldung-1.0.schema.json");
 }
 
 const ROUTING_KEY_PURPOSE: &str = "routing";
@@ -125,6 +130,8 @@ pub struct App {
     poststelle_wake: Arc<tokio::sync::Notify>,
     /// What the ePoststelle worker last found (scanner reachable or not), for readiness.
     poststelle: poststelle::Health,
+    /// Compiled data schemas (the registry's bodies never change).
+    schema_cache: data_schemas::SchemaCache,
 }
 
 impl std::fmt::Debug for App {
@@ -172,6 +179,7 @@ impl App {
             callback_wake: Arc::new(tokio::sync::Notify::new()),
             poststelle_wake: Arc::new(tokio::sync::Notify::new()),
             poststelle: poststelle::Health::default(),
+            schema_cache: data_schemas::SchemaCache::default(),
             oidc,
             logout_wake: Arc::new(tokio::sync::Notify::new()),
             directory: ArcSwap::from_pointee(load_directory(&store, &settings.public_url).await?),

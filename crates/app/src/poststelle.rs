@@ -158,6 +158,25 @@ fn cert_of(public_jwk: &str) -> Result<Vec<u8>> {
         .ok_or_else(|| AppError::Internal("stored key without certificate".into()))
 }
 
+/// The data schemas `(schemaUri, mimeType)` the destination lists for the service.
+fn accepted_schemas(
+    dest: &store::DestinationRecord,
+    service_identifier: &str,
+) -> Result<Vec<(String, String)>> {
+    let doc: zustelldienst::destination::Destination =
+        serde_json::from_str(&dest.doc).map_err(internal)?;
+    Ok(doc
+        .services
+        .iter()
+        .filter(|svc| svc.identifier == service_identifier)
+        .flat_map(|svc| {
+            svc.submission_schemas
+                .iter()
+                .map(|sc| (sc.schema_uri.clone(), sc.mime_type.clone()))
+        })
+        .collect())
+}
+
 fn internal(e: impl std::fmt::Display) -> AppError {
     AppError::Internal(e.to_string())
 }
@@ -327,6 +346,7 @@ impl App {
             metadata_sha512: None,
             schema: poststelle::METADATA_SCHEMA_ID,
             schema_errors: Vec::new(),
+            data_validation: poststelle::DataValidation::NoData,
             parts: Vec::new(),
             scans: BTreeMap::new(),
             scanner_version: Some(scanner_version),
@@ -395,6 +415,24 @@ impl App {
                     .into_iter()
                     .filter(|p| !undecryptable(&p.instance)),
             );
+            let accepted = accepted_schemas(&dest, &s.service_identifier)?;
+            problems.extend(poststelle::check_schema_accepted(m, &accepted));
+            if let Some(Ok(bytes)) = &opened.data {
+                let known = match poststelle::named_data_schema(m) {
+                    Some((uri, _)) => self.compiled_data_schema(&uri).await?,
+                    None => None,
+                };
+                let (validation, problem) = poststelle::check_data(
+                    m,
+                    bytes,
+                    known.as_deref().map(|c| poststelle::KnownSchema {
+                        sha512: &c.sha512,
+                        validator: &c.validator,
+                    }),
+                );
+                checks.data_validation = validation;
+                problems.extend(problem);
+            }
         }
 
         // Scan every decrypted part.

@@ -3,6 +3,8 @@
 //! decrypts, scans, signs and stores, and passes times in.
 //!
 //! * [`check_metadata`]: JSON syntax and the FIT-Connect metadata schema (v1.0.0, bundled).
+//! * [`check_data`]: the Fachdaten against the schema the metadata names (when registered),
+//!   and [`check_schema_accepted`]: that schema against the destination's list.
 //! * [`check_content`]: the SHA-512 hashes the metadata gives for data and attachments, and
 //!   the metadata's attachment list against the uploaded attachments.
 //! * [`RejectProblem`]: the problems a `reject-submission` carries, with FIT-Connect's types.
@@ -17,6 +19,12 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
+
+mod data;
+pub use data::{
+    DataSchemaValidator, DataValidation, KnownSchema, MAX_SCHEMA_BYTES, check_data,
+    check_schema_accepted, compile_schema, named_data_schema,
+};
 
 /// Where FIT-Connect's reject problem types live.
 pub const PROBLEM_BASE: &str = "https://schema.fitko.de/fit-connect/events/problems/";
@@ -51,6 +59,8 @@ pub enum Reason {
     /// The metadata's `publicServiceType` differs from the service the submission was
     /// sent for.
     ServiceMismatch,
+    /// The data follows a schema the destination does not accept for the service.
+    UnsupportedSchema,
     /// The virus scanner found malware: the part counts as not received.
     MalwareDetected,
     /// A part could not be checked at all (e.g. larger than the scanner accepts).
@@ -68,6 +78,7 @@ impl Reason {
             Reason::AttachmentsMismatch => "attachments-mismatch",
             Reason::MissingData => "missing-data",
             Reason::ServiceMismatch => "service-mismatch",
+            Reason::UnsupportedSchema => "unsupported-schema",
             Reason::MalwareDetected => "malware-detected",
             Reason::TechnicalError => "technical-error",
         }
@@ -84,6 +95,7 @@ impl Reason {
             Reason::AttachmentsMismatch => "Anlagen stimmen nicht überein",
             Reason::MissingData => "Fachdaten fehlen",
             Reason::ServiceMismatch => "Leistung stimmt nicht überein",
+            Reason::UnsupportedSchema => "Schema nicht unterstützt",
             Reason::MalwareDetected => "Schadsoftware gefunden",
             Reason::TechnicalError => "Technischer Fehler",
         }
@@ -201,19 +213,7 @@ pub fn check_metadata(plaintext: &[u8]) -> MetadataCheck {
             };
         }
     };
-    let mut errors: Vec<String> = Vec::new();
-    let mut count = 0usize;
-    for e in validator.iter_errors(&metadata) {
-        count += 1;
-        if errors.len() < MAX_SCHEMA_ERRORS {
-            let path = e.instance_path().to_string();
-            let path = if path.is_empty() { "/".into() } else { path };
-            errors.push(format!("{path}: {}", e.masked()));
-        }
-    }
-    if count > errors.len() {
-        errors.push(format!("… and {} more", count - errors.len()));
-    }
+    let errors = data::schema_errors(validator, &metadata);
     if errors.is_empty() {
         MetadataCheck {
             metadata: Some(metadata),
@@ -552,6 +552,8 @@ pub struct Checks {
     pub metadata_sha512: Option<String>,
     pub schema: &'static str,
     pub schema_errors: Vec<String>,
+    /// The Fachdaten against their schema.
+    pub data_validation: DataValidation,
     pub parts: Vec<PartReport>,
     /// Instance → verdict.
     pub scans: BTreeMap<String, ScanVerdict>,
@@ -604,6 +606,7 @@ pub fn check_report(checks: &Checks, checked_at: &str) -> Value {
     json!({
         "checkedAt": checked_at,
         "metadata": {"sha512": checks.metadata_sha512, "validation": checks.schema_result()},
+        "dataValidation": checks.data_validation.to_json(),
         "parts": checks.parts_json(),
         "scanner": {"engine": checks.scanner_version},
         "decision": checks.decision_json(),
@@ -646,6 +649,7 @@ pub fn receipt_claims(subject: &ReceiptSubject, checks: &Checks) -> Value {
         "receivedAt": subject.received_at,
         "decidedAt": subject.decided_at,
         "metadata": {"sha512": checks.metadata_sha512, "validation": checks.schema_result()},
+        "dataValidation": checks.data_validation.to_json(),
         "parts": checks.parts_json(),
         "scanner": {"engine": checks.scanner_version},
         "decision": checks.decision_json(),

@@ -178,6 +178,7 @@ fn report_and_receipt_name_hashes_scans_and_decision() {
         metadata_sha512: Some(sha512_hex(b"m")),
         schema: METADATA_SCHEMA_ID,
         schema_errors: Vec::new(),
+        data_validation: DataValidation::NoData,
         parts: vec![PartReport {
             instance: attachment_instance(ATT),
             filename: Some("Antrag.pdf".into()),
@@ -228,4 +229,114 @@ fn the_metadata_must_name_the_submissions_service() {
         check_service(&json!({"contentStructure": {"attachments": []}}), "urn:x:y"),
         None
     );
+}
+
+const DATA_SCHEMA: &str = "https://schemas.example/wohnsitz/1.0.json";
+
+fn metadata_with_schema(uri: &str, mime: &str) -> serde_json::Value {
+    serde_json::json!({"contentStructure": {"data": {"submissionSchema": {"schemaUri": uri, "mimeType": mime}}}})
+}
+
+#[test]
+fn the_data_schema_must_be_one_the_destination_accepts() {
+    let accepted = vec![(DATA_SCHEMA.to_owned(), "application/json".to_owned())];
+    assert_eq!(
+        check_schema_accepted(
+            &metadata_with_schema(DATA_SCHEMA, "application/json"),
+            &accepted
+        ),
+        None
+    );
+    let p = check_schema_accepted(
+        &metadata_with_schema("https://other/2.0.json", "application/json"),
+        &accepted,
+    )
+    .unwrap();
+    assert_eq!(
+        p.reason.type_uri(),
+        "https://schema.fitko.de/fit-connect/events/problems/unsupported-schema"
+    );
+    assert!(
+        p.detail.contains(DATA_SCHEMA),
+        "names what is accepted: {}",
+        p.detail
+    );
+    assert!(
+        check_schema_accepted(
+            &metadata_with_schema(DATA_SCHEMA, "application/xml"),
+            &accepted
+        )
+        .is_some(),
+        "the media type is part of the schema"
+    );
+    assert_eq!(
+        check_schema_accepted(&serde_json::json!({"contentStructure": {}}), &accepted),
+        None
+    );
+}
+
+#[test]
+fn data_is_validated_against_a_registered_schema_without_echoing_values() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "required": ["familienname", "geburtsdatum"],
+        "properties": {
+            "familienname": {"type": "string", "maxLength": 5},
+            "geburtsdatum": {"type": "string", "format": "date"}
+        },
+        "additionalProperties": false
+    });
+    let validator = compile_schema(&schema).unwrap();
+    let known = || {
+        Some(KnownSchema {
+            sha512: "abc",
+            validator: &validator,
+        })
+    };
+    let meta = metadata_with_schema(DATA_SCHEMA, "application/json");
+
+    let (v, p) = check_data(
+        &meta,
+        br#"{"familienname":"Meyer","geburtsdatum":"1990-02-03"}"#,
+        known(),
+    );
+    assert_eq!(p, None);
+    assert_eq!(v.to_json()["valid"], true);
+    assert_eq!(v.to_json()["schemaSha512"], "abc");
+
+    let (v, p) = check_data(
+        &meta,
+        br#"{"familienname":"Mustermann","geburtsdatum":"31.12.1990","x":1}"#,
+        known(),
+    );
+    let p = p.unwrap();
+    assert_eq!(p.reason, Reason::SchemaViolation);
+    assert_eq!(p.instance, "data");
+    assert!(p.detail.contains("/familienname"), "{}", p.detail);
+    assert!(
+        !p.detail.contains("Mustermann") && !p.detail.contains("31.12.1990"),
+        "no values: {}",
+        p.detail
+    );
+    assert_eq!(v.to_json()["valid"], false);
+
+    let (v, p) = check_data(&meta, b"{}", None);
+    assert_eq!(p, None, "an unknown schema is no reason to reject");
+    assert_eq!(v.to_json()["valid"], serde_json::Value::Null);
+    let (v, p) = check_data(
+        &metadata_with_schema(DATA_SCHEMA, "application/xml"),
+        b"<a/>",
+        known(),
+    );
+    assert_eq!(p, None);
+    assert!(v.to_json()["note"].as_str().unwrap().contains("XML"));
+}
+
+#[test]
+fn schemas_that_cannot_be_used_are_refused_with_the_reason() {
+    assert!(compile_schema(&serde_json::json!("string")).is_err());
+    assert!(compile_schema(&serde_json::json!({"type": "no-such-type"})).is_err());
+    let e = compile_schema(&serde_json::json!({"$ref": "https://elsewhere.example/s.json"}))
+        .unwrap_err();
+    assert!(!e.is_empty());
 }

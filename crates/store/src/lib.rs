@@ -7,6 +7,7 @@
 //! type: they get domain types and [`StoreError`].
 
 mod accounts;
+mod data_schemas;
 mod directory;
 mod journal;
 mod keys;
@@ -32,6 +33,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use self::journal::{InclusionProof, JournalLeaf};
 pub use accounts::{AccountRecord, NewAccount, SecurityEvent, SessionRecord};
+pub use data_schemas::{DataSchemaRecord, SchemaRegistration};
 pub use directory::{AreaImportSummary, RuleChange};
 pub use keys::StoredKey;
 pub use legal::{Feedback, LegalPage};

@@ -53,6 +53,11 @@ const SQLITE: &[Migration] = &[
         name: "poststelle",
         sql: include_str!("../migrations/sqlite/0008_poststelle.sql"),
     },
+    Migration {
+        version: 9,
+        name: "data_schemas",
+        sql: include_str!("../migrations/sqlite/0009_data_schemas.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -95,6 +100,11 @@ const POSTGRES: &[Migration] = &[
         version: 8,
         name: "poststelle",
         sql: include_str!("../migrations/postgres/0008_poststelle.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "data_schemas",
+        sql: include_str!("../migrations/postgres/0009_data_schemas.sql"),
     },
 ];
 

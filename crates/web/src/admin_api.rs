@@ -56,6 +56,11 @@ pub fn router() -> Router<AppState> {
             "/api/admin/v1/destinations/{id}/keys/rotate",
             post(rotate_destination_key),
         )
+        .route(
+            "/api/admin/v1/data-schemas",
+            get(list_data_schemas).post(register_data_schema),
+        )
+        .route("/api/admin/v1/data-schemas/schema", get(get_data_schema))
         .route("/api/admin/v1/imports/areas", post(import_areas))
         .route("/api/admin/v1/imports/services", post(import_services))
         .layer(DefaultBodyLimit::max(IMPORT_LIMIT))
@@ -496,6 +501,55 @@ async fn create_destination(
         Json(json!({"destinationId": id, "heldByPlatform": true})),
     )
         .into_response())
+}
+
+/// Registers a JSON Schema for Fachdaten under its `$id` (the URI senders name as
+/// `submissionSchema.schemaUri`); the ePoststelle validates data against it.
+async fn register_data_schema(
+    _: Admin,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let r = state.app.register_data_schema(&body).await?;
+    let status = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({"uri": r.uri, "sha512": r.sha512, "created": r.created})),
+    )
+        .into_response())
+}
+
+async fn list_data_schemas(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let list: Vec<Value> = state
+        .app
+        .data_schemas()
+        .await?
+        .iter()
+        .map(|r| json!({"uri": r.uri, "mediaType": r.mime_type, "sha512": r.sha512, "registeredAt": r.registered_at}))
+        .collect();
+    Ok(Json(json!({"count": list.len(), "schemas": list})))
+}
+
+#[derive(Deserialize)]
+struct SchemaQuery {
+    uri: Option<String>,
+}
+
+async fn get_data_schema(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(q): Query<SchemaQuery>,
+) -> ApiResult<Response> {
+    let uri = q
+        .uri
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| Problem::bad_param("uri", "name the schema's URI (its $id)"))?;
+    let r = state.app.data_schema(&uri).await?;
+    Ok(([(header::CONTENT_TYPE, "application/schema+json")], r.body).into_response())
 }
 
 /// The ePoststelle: scanner, waiting submissions and why they wait.

@@ -513,6 +513,18 @@ fn poststelle_paths() -> Value {
             "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["authorityArs", "services"], "properties": {
                 "authorityArs": {"type": "string"}, "services": {"type": "array", "items": {"type": "object"}}, "contactInformation": {"type": "object"} } } } } },
             "responses": merge(json!({ "201": ok("{destinationId, heldByPlatform}", json!({"type": "object"})) }), admin_errors.clone()) } },
+        "/api/admin/v1/data-schemas": {
+            "get": { "tags": ["Admin"], "operationId": "listDataSchemas", "security": admin.clone(),
+                "summary": "The registered data schemas: {count, schemas: [{uri, mediaType, sha512, registeredAt}]}",
+                "responses": merge(json!({ "200": ok("Schemas", json!({"type": "object"})) }), admin_errors.clone()) },
+            "post": { "tags": ["Admin"], "operationId": "registerDataSchema", "security": admin.clone(),
+                "summary": "Registers a JSON Schema (draft 2020-12, self-contained, at most 1 MiB) for Fachdaten under its $id; the ePoststelle validates data naming that schemaUri against it. A URI keeps its body: a different body under a registered $id is 409",
+                "requestBody": { "required": true, "content": { "application/schema+json": { "schema": { "type": "object", "required": ["$id"] } }, "application/json": { "schema": { "type": "object", "required": ["$id"] } } } },
+                "responses": merge(json!({ "201": ok("{uri, sha512, created: true}", json!({"type": "object"})), "200": ok("Already registered with this body", json!({"type": "object"})) }), merge(problem_responses(&[("400", "Not JSON, no absolute $id, or not a usable self-contained JSON Schema"), ("409", "A different schema holds this $id")]), admin_errors.clone())) } },
+        "/api/admin/v1/data-schemas/schema": { "get": { "tags": ["Admin"], "operationId": "getDataSchema", "security": admin.clone(),
+            "parameters": [query("uri", "The schema's $id", json!({"type": "string"}), true)],
+            "summary": "One registered schema's body",
+            "responses": merge(json!({ "200": { "description": "The schema", "content": { "application/schema+json": { "schema": { "type": "object" } } } } }), admin_errors.clone()) } },
         "/api/admin/v1/poststelle": { "get": { "tags": ["Admin"], "operationId": "poststelleStatus", "security": admin.clone(),
             "summary": "The ePoststelle: scanner, why it accepts nothing (if so), waiting submissions by reason",
             "responses": merge(json!({ "200": ok("Status", json!({"type": "object"})) }), admin_errors.clone()) } },

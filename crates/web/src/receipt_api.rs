@@ -135,7 +135,7 @@ fn document(c: &Value, jws: &str, proof: Option<&Value>) -> receipt_pdf::Receipt
     } else {
         s(&c["service"]["identifier"])
     };
-    let facts = vec![
+    let mut facts = vec![
         receipt_pdf::Fact::new("Absender (Client)", s(&c["sender"]["clientId"])),
         receipt_pdf::Fact::new("Leistung", service),
         receipt_pdf::Fact::new("Behörde (ARS)", s(&c["authority"]["ars"])),
@@ -147,6 +147,15 @@ fn document(c: &Value, jws: &str, proof: Option<&Value>) -> receipt_pdf::Receipt
         receipt_pdf::Fact::new("Virenscanner", s(&c["scanner"]["engine"])),
         receipt_pdf::Fact::new("Metadaten (SHA-512)", s(&c["metadata"]["sha512"])),
     ];
+    let dv = &c["dataValidation"];
+    if dv.is_object() {
+        let outcome = match dv["valid"].as_bool() {
+            Some(true) => format!("gültig nach {}", s(&dv["schema"])),
+            Some(false) => format!("ungültig nach {}", s(&dv["schema"])),
+            None => format!("nicht geprüft ({})", s(&dv["schema"])),
+        };
+        facts.push(receipt_pdf::Fact::new("Fachdaten", outcome));
+    }
     let parts = c["parts"]
         .as_array()
         .map(|ps| {

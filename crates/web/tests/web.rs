@@ -2695,6 +2695,28 @@ async fn ep_submit(
     data: &[u8],
     attachments: &[EpAttachment],
 ) -> (String, String) {
+    ep_submit_for_schema(
+        api,
+        sender,
+        (dest, service, FITKO_SCHEMA),
+        key,
+        data,
+        attachments,
+    )
+    .await
+}
+
+const FITKO_SCHEMA: &str = "https://schema.fitko.de/fim/s00000096_1.0.schema.json";
+
+/// [`ep_submit`] with data that names `schema` (destination, service, schema URI).
+async fn ep_submit_for_schema(
+    api: &str,
+    sender: &str,
+    (dest, service, schema): (&str, &str, &str),
+    key: &crypto::RsaEncryptionKey,
+    data: &[u8],
+    attachments: &[EpAttachment],
+) -> (String, String) {
     use serde_json::json;
     let ids: Vec<&str> = attachments.iter().map(|a| a.id.as_str()).collect();
     let (st, created) = send(
@@ -2724,7 +2746,7 @@ async fn ep_submit(
     let metadata = json!({
         "contentStructure": {
             "data": {"hash": {"type": "sha512", "content": poststelle::sha512_hex(data)},
-                "submissionSchema": {"schemaUri": "https://schema.fitko.de/fim/s00000096_1.0.schema.json", "mimeType": "application/json"}},
+                "submissionSchema": {"schemaUri": schema, "mimeType": "application/json"}},
             "attachments": attachments.iter().map(|a| json!({
                 "attachmentId": a.id, "purpose": "attachment", "mimeType": a.mime, "filename": a.filename,
                 "hash": {"type": "sha512", "content": a.declared_sha512}})).collect::<Vec<_>>(),
@@ -2860,16 +2882,172 @@ fn verify_receipt(jwks: &Value, r: &Value) {
     );
 }
 
-#[tokio::test]
-async fn poststelle_checks_scans_decides_and_confirms_receipt() {
-    use serde_json::json;
+fn clamd_configured(what: &str) -> bool {
     if std::env::var("RATHAUS_TEST_CLAMD_URL").is_ok_and(|u| !u.is_empty()) {
+        true
     } else if std::env::var("RATHAUS_TEST_REQUIRE_CLAMD").as_deref() == Ok("1") {
         panic!("RATHAUS_TEST_REQUIRE_CLAMD=1 but RATHAUS_TEST_CLAMD_URL is not set");
     } else {
         eprintln!(
-            "note: skipping the ePoststelle test: no RATHAUS_TEST_CLAMD_URL (start one with scripts/clamd-throwaway start)"
+            "note: skipping {what}: no RATHAUS_TEST_CLAMD_URL (start one with scripts/clamd-throwaway start)"
         );
+        false
+    }
+}
+
+#[tokio::test]
+async fn poststelle_validates_data_against_registered_schemas() {
+    use serde_json::json;
+    if !clamd_configured("the data-schema test") {
+        return;
+    }
+    let service = "urn:de:fim:leika:leistung:99115005104000";
+    let schema_uri = "https://schema.rathaus.example/test/anmeldung/1.0.json";
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": schema_uri,
+        "type": "object",
+        "required": ["familienname", "geburtsdatum"],
+        "additionalProperties": false,
+        "properties": {
+            "familienname": {"type": "string", "maxLength": 40},
+            "geburtsdatum": {"type": "string", "format": "date"}
+        }
+    });
+    for s in servers() {
+        let base = &s.base;
+        let api = format!("{base}/submission-api/v1");
+        let admin = |path: &str| {
+            client()
+                .post(format!("{base}/api/admin/v1/{path}"))
+                .bearer_auth(ADMIN_TOKEN)
+        };
+        // Registration: created, then unchanged; a different body under the URI, a schema
+        // without $id and one that is no JSON Schema are refused with the reason.
+        let (st, r) = send(admin("data-schemas").json(&schema)).await;
+        assert_eq!(st, StatusCode::CREATED, "{r}");
+        assert_eq!(r["uri"], schema_uri);
+        let sha = r["sha512"].as_str().unwrap().to_owned();
+        let (st, r) = send(admin("data-schemas").json(&schema)).await;
+        assert_eq!((st, &r["created"]), (StatusCode::OK, &json!(false)), "{r}");
+        let mut changed = schema.clone();
+        changed["properties"]["familienname"]["maxLength"] = json!(80);
+        let (st, p) = send(admin("data-schemas").json(&changed)).await;
+        assert_eq!(st, StatusCode::CONFLICT, "{p}");
+        assert!(p["detail"].as_str().unwrap().contains("new \"$id\""), "{p}");
+        let (st, p) = send(admin("data-schemas").json(&json!({"type": "object"}))).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{p}");
+        assert!(p.to_string().contains("$id"), "{p}");
+        let (st, p) = send(
+            admin("data-schemas").json(&json!({"$id": "https://x.example/s.json", "type": 17})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{p}");
+        let (st, list) = send(
+            client()
+                .get(format!("{base}/api/admin/v1/data-schemas"))
+                .bearer_auth(ADMIN_TOKEN),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(
+            list["schemas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["uri"] == schema_uri && e["sha512"] == sha.as_str()),
+            "{list}"
+        );
+        let res = client()
+            .get(format!("{base}/api/admin/v1/data-schemas/schema"))
+            .query(&[("uri", schema_uri)])
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["content-type"], "application/schema+json");
+        assert_eq!(res.json::<Value>().await.unwrap(), schema);
+
+        let (st, d) = send(admin("destinations").json(&json!({"authorityArs": "032570000000",
+            "services": [{"identifier": service, "submissionSchemas": [
+                {"schemaUri": FITKO_SCHEMA, "mimeType": "application/json"},
+                {"schemaUri": schema_uri, "mimeType": "application/json"}], "regions": ["DE03257"]}],
+            "contactInformation": {"legalName": "Samtgemeinde Nenndorf", "address": "Rodenberger Allee 13, 31542 Bad Nenndorf", "phone": "+49 5723 7040", "email": "poststelle@example.org"}})))
+        .await;
+        assert_eq!(st, StatusCode::CREATED, "{d}");
+        let dest = d["destinationId"].as_str().unwrap().to_owned();
+        let (_, sender) = fc_client(base, "Onlinedienst Schema", &[SCOPE_SEND]).await;
+        let (_, public) = send(client().get(format!("{api}/destinations/{dest}"))).await;
+        let kid = public["encryptionKid"].as_str().unwrap();
+        let (_, jwk) = send(client().get(format!("{api}/destinations/{dest}/keys/{kid}"))).await;
+        let key = crypto::RsaEncryptionKey::from_jwk(&jwk).unwrap();
+        let key = &key;
+        let (api, sender, dest) = (api.as_str(), sender.as_str(), dest.as_str());
+        let decided = |data: &'static [u8], schema: &'static str| async move {
+            let (sub, _) =
+                ep_submit_for_schema(api, sender, (dest, service, schema), key, data, &[]).await;
+            ep_receipt(api, sender, &sub).await["receipt"].clone()
+        };
+
+        // Valid data: accepted, the receipt names the schema and its hash.
+        let c = decided(
+            br#"{"familienname":"Mustermann","geburtsdatum":"1990-02-03"}"#,
+            schema_uri,
+        )
+        .await;
+        assert_eq!(c["decision"]["result"], "accepted", "{c}");
+        assert_eq!(c["dataValidation"]["valid"], true, "{c}");
+        assert_eq!(c["dataValidation"]["schema"], schema_uri);
+        assert_eq!(c["dataValidation"]["schemaSha512"], sha.as_str());
+
+        // Invalid data: rejected with schema-violation naming the paths, not the values.
+        let c = decided(
+            br#"{"familienname":"Mustermann","geburtsdatum":"03.02.1990","iban":"DE02"}"#,
+            schema_uri,
+        )
+        .await;
+        assert_eq!(c["decision"]["result"], "rejected", "{c}");
+        let p = &c["decision"]["problems"][0];
+        assert_eq!(
+            p["type"], "https://schema.fitko.de/fit-connect/events/problems/schema-violation",
+            "{c}"
+        );
+        assert_eq!(p["instance"], "data");
+        let detail = p["detail"].as_str().unwrap();
+        assert!(detail.contains("/geburtsdatum"), "{detail}");
+        assert!(
+            !detail.contains("03.02.1990") && !detail.contains("DE02"),
+            "no values in the detail: {detail}"
+        );
+        assert_eq!(c["dataValidation"]["valid"], false, "{c}");
+
+        // A schema the destination does not list: unsupported-schema.
+        let c = decided(br#"{}"#, "https://schema.rathaus.example/test/other/9.json").await;
+        assert_eq!(c["decision"]["result"], "rejected", "{c}");
+        assert_eq!(
+            c["decision"]["problems"][0]["type"],
+            "https://schema.fitko.de/fit-connect/events/problems/unsupported-schema",
+            "{c}"
+        );
+
+        // A listed schema the platform does not know: accepted, reported as not validated.
+        let c = decided(br#"{"anything":1}"#, FITKO_SCHEMA).await;
+        assert_eq!(c["decision"]["result"], "accepted", "{c}");
+        assert_eq!(c["dataValidation"]["valid"], Value::Null, "{c}");
+        assert!(
+            c["dataValidation"]["note"]
+                .as_str()
+                .unwrap()
+                .contains("not registered"),
+            "{c}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn poststelle_checks_scans_decides_and_confirms_receipt() {
+    use serde_json::json;
+    if !clamd_configured("the ePoststelle test") {
         return;
     }
     let service = "urn:de:fim:leika:leistung:99115005104000";

@@ -241,3 +241,34 @@ async fn poststelle_work_is_leased_once_deferred_and_filed() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn data_schemas_keep_their_body_once_registered() {
+    each_backend(|db| async move {
+        let s = db.store();
+        let now = OffsetDateTime::now_utc();
+        let uri = "https://schemas.example/wohnsitz/1.0.json";
+        let r = s
+            .data_schema_register(uri, "application/schema+json", "{}", "h1", now)
+            .await
+            .unwrap();
+        assert_eq!(r, store::SchemaRegistration::Registered);
+        let r = s
+            .data_schema_register(uri, "application/schema+json", "{}", "h1", now)
+            .await
+            .unwrap();
+        assert_eq!(r, store::SchemaRegistration::Unchanged);
+        let r = s
+            .data_schema_register(uri, "application/schema+json", "{\"type\":1}", "h2", now)
+            .await
+            .unwrap();
+        assert_eq!(r, store::SchemaRegistration::Different);
+        let got = s.data_schema(uri).await.unwrap().unwrap();
+        assert_eq!((got.body.as_str(), got.sha512.as_str()), ("{}", "h1"));
+        assert!(s.data_schema("https://other").await.unwrap().is_none());
+        let all = s.data_schemas().await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert!(all[0].body.is_empty(), "the list leaves the bodies out");
+    })
+    .await;
+}
