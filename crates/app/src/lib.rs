@@ -20,6 +20,7 @@ pub mod poststelle;
 mod profile;
 mod rules;
 mod signing;
+mod ttl_cache;
 pub mod zustelldienst;
 
 use std::path::Path;
@@ -122,6 +123,9 @@ pub struct App {
     journal: journal_log::JournalState,
     /// When the last intake request came (the SET signer yields to senders).
     zd_activity: zustelldienst::Activity,
+    /// Destinations read in the last two seconds (the intake path reads one per request).
+    zd_destinations:
+        ttl_cache::TtlCache<Arc<(store::DestinationRecord, ::zustelldienst::Destination)>>,
     /// Wakes the SET signer when events were written unsigned.
     signer_wake: Arc<tokio::sync::Notify>,
     /// Wakes the callback worker when a callback was queued.
@@ -175,6 +179,7 @@ impl App {
             admin_mac,
             journal,
             zd_activity: zustelldienst::Activity::default(),
+            zd_destinations: ttl_cache::TtlCache::new(std::time::Duration::from_secs(2), 10_000),
             signer_wake: Arc::new(tokio::sync::Notify::new()),
             callback_wake: Arc::new(tokio::sync::Notify::new()),
             poststelle_wake: Arc::new(tokio::sync::Notify::new()),

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::ttl_cache::TtlCache;
+
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -42,6 +44,9 @@ const ACCESS_TOKEN_PREFIX: &str = "rat1.";
 /// How long a node trusts a client registration it read: a disabled client or a new secret
 /// takes effect on other nodes within this time (at once on the node that changed it).
 const CLIENT_CACHE: Duration = Duration::from_secs(5);
+/// How long a node trusts that a client-credentials token is not revoked (revoking on
+/// another node takes effect here within this time).
+const UNREVOKED_CACHE: Duration = Duration::from_secs(2);
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// Keys derived from the KEK for the provider, and its signing keys.
@@ -52,10 +57,9 @@ pub(crate) struct OidcState {
     /// same session (silent renewals) needs no second row.
     session_clients: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     /// Registrations read in the last few seconds: the token path reads them on every request.
-    #[allow(clippy::type_complexity)]
-    clients: std::sync::RwLock<
-        HashMap<String, (Instant, Option<Arc<(store::OAuthClient, ClientConfig)>>)>,
-    >,
+    clients: TtlCache<Option<Arc<(store::OAuthClient, ClientConfig)>>>,
+    /// Client-credentials tokens (by jti) found not revoked in the last few seconds.
+    unrevoked: TtlCache<()>,
     interaction_key: Kek,
     pub(crate) secret_mac: MacKey,
     pairwise_mac: MacKey,
@@ -76,7 +80,8 @@ impl OidcState {
             token_key: kek.derive("oauth/access-token"),
             code_key: kek.derive("oidc/authorization-code"),
             session_clients: std::sync::Mutex::new(std::collections::HashSet::new()),
-            clients: std::sync::RwLock::new(HashMap::new()),
+            clients: TtlCache::new(CLIENT_CACHE, 10_000),
+            unrevoked: TtlCache::new(UNREVOKED_CACHE, 100_000),
             interaction_key: kek.derive("oidc/interaction"),
             secret_mac: kek.derive_mac("oauth/client-secret"),
             pairwise_mac: kek.derive_mac("oidc/pairwise-subject"),
@@ -407,11 +412,8 @@ impl App {
         if client_id.is_empty() || client_id.len() > 200 {
             return Ok(None);
         }
-        if let Ok(cache) = self.oidc().clients.read()
-            && let Some((at, entry)) = cache.get(client_id)
-            && at.elapsed() < CLIENT_CACHE
-        {
-            return Ok(entry.clone());
+        if let Some(entry) = self.oidc().clients.get(client_id) {
+            return Ok(entry);
         }
         let entry = match self.store.oauth_client(client_id).await? {
             Some(c) if c.active => {
@@ -422,13 +424,8 @@ impl App {
             }
             _ => None,
         };
-        if let Ok(mut cache) = self.oidc().clients.write() {
-            // Unknown ids are cached too (bounded), so probing them costs no query each.
-            if cache.len() > 10_000 {
-                cache.clear();
-            }
-            cache.insert(client_id.to_owned(), (Instant::now(), entry.clone()));
-        }
+        // Unknown ids are cached too (bounded), so probing them costs no query each.
+        self.oidc().clients.put(client_id, entry.clone());
         Ok(entry)
     }
 
@@ -451,9 +448,7 @@ impl App {
 
     /// Drops a cached registration after this node changed it.
     pub(crate) fn forget_client(&self, client_id: &str) {
-        if let Ok(mut cache) = self.oidc().clients.write() {
-            cache.remove(client_id);
-        }
+        self.oidc().clients.remove(client_id);
     }
 
     fn seal_code(&self, code: &SealedCode) -> String {
@@ -958,13 +953,25 @@ impl App {
         let Ok(claims) = serde_json::from_slice::<AccessClaims>(&json) else {
             return Ok(None);
         };
-        if claims.exp <= unix(OffsetDateTime::now_utc())
-            || self
-                .store
-                .access_token_revoked(&claims.jti, claims.fam.as_deref())
-                .await?
+        if claims.exp <= unix(OffsetDateTime::now_utc()) {
+            return Ok(None);
+        }
+        // Client-credentials tokens (no refresh family) are revoked only by jti: a node
+        // that revokes one forgets it at once, the others within UNREVOKED_CACHE. Tokens
+        // of a refresh family are checked every time (logout revokes whole families).
+        let cacheable = claims.fam.is_none();
+        if cacheable && self.oidc().unrevoked.get(&claims.jti).is_some() {
+            return Ok(Some(claims));
+        }
+        if self
+            .store
+            .access_token_revoked(&claims.jti, claims.fam.as_deref())
+            .await?
         {
             return Ok(None);
+        }
+        if cacheable {
+            self.oidc().unrevoked.put(&claims.jti, ());
         }
         Ok(Some(claims))
     }
@@ -1070,6 +1077,7 @@ impl App {
                 }
                 if let (Some(j), Some(e)) = (jti, jti_exp) {
                     self.store.revoke_jti(&j, &e).await?;
+                    self.oidc().unrevoked.remove(&j);
                 }
                 Ok(Err(OAuthError::InvalidGrant(
                     "this code was used before; the tokens issued for it are revoked".into(),
@@ -1398,6 +1406,7 @@ impl App {
                 let exp =
                     OffsetDateTime::from_unix_timestamp(c.exp).unwrap_or(OffsetDateTime::now_utc());
                 self.store.revoke_jti(&c.jti, &store::ts(exp)).await?;
+                self.oidc().unrevoked.remove(&c.jti);
             }
             return Ok(());
         }

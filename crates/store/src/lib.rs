@@ -126,14 +126,16 @@ pub fn ts(t: time::OffsetDateTime) -> String {
 }
 
 /// WAL lets readers run beside the one writer; FULL makes every commit durable before it is
-/// acknowledged; foreign keys are off by default in SQLite.
+/// acknowledged; foreign keys are off by default in SQLite. Every commit of the writer
+/// empties the other connections' page caches, so readers map the file instead of copying
+/// pages in with `pread` (a third of the intake's CPU time went to those copies).
 pub(crate) async fn sqlite_pragmas(
     conn: &mut sqlx::AnyConnection,
 ) -> std::result::Result<(), sqlx::Error> {
     conn.execute(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
          PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-         PRAGMA cache_size = -1024;",
+         PRAGMA cache_size = -4096; PRAGMA mmap_size = 1073741824;",
     )
     .await?;
     Ok(())

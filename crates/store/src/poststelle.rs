@@ -91,13 +91,16 @@ fn receipt_row(r: &sqlx::any::AnyRow) -> Result<ReceiptRecord> {
 impl Store {
     /// Submissions waiting for the ePoststelle (`submitted`, or `forwarded` by it before an
     /// interruption) at destinations the platform holds, whose work is neither leased nor
-    /// deferred, oldest first.
+    /// deferred, oldest first. Destinations drive the query (`CROSS JOIN` keeps SQLite
+    /// from starting at the submissions): the queues of external subscribers can hold many
+    /// thousands of submitted submissions, which this must not walk on every wake-up.
     pub async fn poststelle_due(&self, now: OffsetDateTime, limit: i64) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT s.id FROM zd_submissions s \
-             JOIN zd_destinations d ON d.id = s.destination_id \
+            "SELECT s.id FROM zd_destinations d \
+             CROSS JOIN zd_submissions s \
              LEFT JOIN ps_work w ON w.submission_id = s.id \
-             WHERE d.held_by_platform = 1 AND s.status IN ('submitted', 'forwarded') \
+             WHERE d.held_by_platform = 1 AND s.destination_id = d.id \
+             AND s.status IN ('submitted', 'forwarded') \
              AND (w.submission_id IS NULL OR (w.lease_until < $1 AND w.next_attempt_at <= $1)) \
              ORDER BY s.submitted_at, s.id LIMIT $2",
         )

@@ -73,7 +73,11 @@ async fn receipt(
     };
     let r = state.app.poststelle_receipt(&client, &id).await?;
     let mut res = if wants_pdf(&headers) {
-        let doc = document(&r.claims, &r.jws, r.journal_proof.as_ref());
+        let lang = match crate::i18n::Lang::negotiate(None, &headers) {
+            crate::i18n::Lang::En => receipt_pdf::Language::En,
+            _ => receipt_pdf::Language::De,
+        };
+        let doc = document(&r.claims, &r.jws, r.journal_proof.as_ref(), lang);
         let pdf = tokio::task::spawn_blocking(move || receipt_pdf::render(&doc))
             .await
             .map_err(|e| Problem::from(app::AppError::Internal(e.to_string())))?
@@ -83,6 +87,13 @@ async fn receipt(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/pdf"),
         );
+        res.headers_mut().insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(match lang {
+                receipt_pdf::Language::En => "en",
+                receipt_pdf::Language::De => "de",
+            }),
+        );
         res
     } else {
         axum::Json(json!({"receipt": r.claims, "jws": r.jws, "journalProof": r.journal_proof}))
@@ -90,8 +101,10 @@ async fn receipt(
     };
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    res.headers_mut().insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Language"),
+    );
     Ok(res)
 }
 
@@ -103,8 +116,57 @@ fn s(v: &Value) -> String {
     }
 }
 
-/// The PDF's view of the signed claims (German; the JSON is the authoritative version).
-fn document(c: &Value, jws: &str, proof: Option<&Value>) -> receipt_pdf::ReceiptDocument {
+/// The PDF's labels in German and English (Leichte Sprache readers get German: the receipt
+/// is a legal record whose wording the JSON fixes).
+fn label(lang: receipt_pdf::Language, key: &str) -> &'static str {
+    use receipt_pdf::Language::{De, En};
+    match (key, lang) {
+        ("sender", De) => "Absender (Client)",
+        ("sender", En) => "Sender (client)",
+        ("service", De) => "Leistung",
+        ("service", En) => "Service",
+        ("authority", De) => "Behörde (ARS)",
+        ("authority", En) => "Authority (ARS)",
+        ("destination", De) => "Zustellpunkt",
+        ("destination", En) => "Destination",
+        ("submission", De) => "Einreichung",
+        ("submission", En) => "Submission",
+        ("case", De) => "Vorgangsnummer",
+        ("case", En) => "Case number",
+        ("received", De) => "Eingegangen am",
+        ("received", En) => "Received at",
+        ("decided", De) => "Entschieden am",
+        ("decided", En) => "Decided at",
+        ("scanner", De) => "Virenscanner",
+        ("scanner", En) => "Virus scanner",
+        ("metadata", De) => "Metadaten (SHA-512)",
+        ("metadata", En) => "Metadata (SHA-512)",
+        ("data", De) => "Fachdaten",
+        ("data", En) => "Application data",
+        ("valid", De) => "gültig nach",
+        ("valid", En) => "valid against",
+        ("invalid", De) => "ungültig nach",
+        ("invalid", En) => "invalid against",
+        ("unchecked", De) => "nicht geprüft",
+        ("unchecked", En) => "not checked",
+        ("clean", De) => "ohne Befund",
+        ("clean", En) => "clean",
+        ("hash-ok", De) => "Prüfsumme stimmt",
+        ("hash-ok", En) => "checksum matches",
+        ("hash-bad", De) => "Prüfsumme stimmt nicht",
+        ("hash-bad", En) => "checksum differs",
+        _ => "",
+    }
+}
+
+/// The PDF's view of the signed claims (the JSON is the authoritative version).
+fn document(
+    c: &Value,
+    jws: &str,
+    proof: Option<&Value>,
+    lang: receipt_pdf::Language,
+) -> receipt_pdf::ReceiptDocument {
+    let l = |key: &str| label(lang, key);
     let outcome = if c["decision"]["result"] == "accepted" {
         receipt_pdf::Outcome::Accepted
     } else {
@@ -136,25 +198,25 @@ fn document(c: &Value, jws: &str, proof: Option<&Value>) -> receipt_pdf::Receipt
         s(&c["service"]["identifier"])
     };
     let mut facts = vec![
-        receipt_pdf::Fact::new("Absender (Client)", s(&c["sender"]["clientId"])),
-        receipt_pdf::Fact::new("Leistung", service),
-        receipt_pdf::Fact::new("Behörde (ARS)", s(&c["authority"]["ars"])),
-        receipt_pdf::Fact::new("Zustellpunkt", s(&c["destinationId"])),
-        receipt_pdf::Fact::new("Einreichung", s(&c["submissionId"])),
-        receipt_pdf::Fact::new("Vorgangsnummer", s(&c["caseId"])),
-        receipt_pdf::Fact::new("Eingegangen am", s(&c["receivedAt"])),
-        receipt_pdf::Fact::new("Entschieden am", s(&c["decidedAt"])),
-        receipt_pdf::Fact::new("Virenscanner", s(&c["scanner"]["engine"])),
-        receipt_pdf::Fact::new("Metadaten (SHA-512)", s(&c["metadata"]["sha512"])),
+        receipt_pdf::Fact::new(l("sender"), s(&c["sender"]["clientId"])),
+        receipt_pdf::Fact::new(l("service"), service),
+        receipt_pdf::Fact::new(l("authority"), s(&c["authority"]["ars"])),
+        receipt_pdf::Fact::new(l("destination"), s(&c["destinationId"])),
+        receipt_pdf::Fact::new(l("submission"), s(&c["submissionId"])),
+        receipt_pdf::Fact::new(l("case"), s(&c["caseId"])),
+        receipt_pdf::Fact::new(l("received"), s(&c["receivedAt"])),
+        receipt_pdf::Fact::new(l("decided"), s(&c["decidedAt"])),
+        receipt_pdf::Fact::new(l("scanner"), s(&c["scanner"]["engine"])),
+        receipt_pdf::Fact::new(l("metadata"), s(&c["metadata"]["sha512"])),
     ];
     let dv = &c["dataValidation"];
     if dv.is_object() {
         let outcome = match dv["valid"].as_bool() {
-            Some(true) => format!("gültig nach {}", s(&dv["schema"])),
-            Some(false) => format!("ungültig nach {}", s(&dv["schema"])),
-            None => format!("nicht geprüft ({})", s(&dv["schema"])),
+            Some(true) => format!("{} {}", l("valid"), s(&dv["schema"])),
+            Some(false) => format!("{} {}", l("invalid"), s(&dv["schema"])),
+            None => format!("{} ({})", l("unchecked"), s(&dv["schema"])),
         };
-        facts.push(receipt_pdf::Fact::new("Fachdaten", outcome));
+        facts.push(receipt_pdf::Fact::new(l("data"), outcome));
     }
     let parts = c["parts"]
         .as_array()
@@ -168,14 +230,14 @@ fn document(c: &Value, jws: &str, proof: Option<&Value>) -> receipt_pdf::Receipt
                     size: p["size"].as_u64().unwrap_or(0),
                     sha512_hex: s(&p["sha512"]),
                     scan_result: match p["scan"].as_str() {
-                        Some("clean") => "ohne Befund".into(),
+                        Some("clean") => l("clean").into(),
                         Some(other) => other.to_owned(),
-                        None => "nicht geprüft".into(),
+                        None => l("unchecked").into(),
                     },
                     validation_result: if p["hashOk"] == true {
-                        "Prüfsumme stimmt".into()
+                        l("hash-ok").into()
                     } else {
-                        "Prüfsumme stimmt nicht".into()
+                        l("hash-bad").into()
                     },
                 })
                 .collect()
@@ -190,7 +252,7 @@ fn document(c: &Value, jws: &str, proof: Option<&Value>) -> receipt_pdf::Receipt
         .and_then(|h| h["kid"].as_str().map(str::to_owned))
         .unwrap_or_default();
     receipt_pdf::ReceiptDocument {
-        language: receipt_pdf::Language::De,
+        language: lang,
         title: String::new(),
         issued_at,
         outcome,
@@ -211,11 +273,21 @@ fn document(c: &Value, jws: &str, proof: Option<&Value>) -> receipt_pdf::Receipt
                 .map(|a| a.iter().map(s).collect())
                 .unwrap_or_default(),
         }),
-        signature_note: format!(
-            "Diese Bestätigung ist elektronisch gesiegelt; die JSON-Fassung trägt die Signatur (PS512, kid {kid})."
-        ),
-        verify_hint: format!(
-            "Die JSON-Fassung (Accept: application/json) lässt sich mit dem Schlüssel {kid} aus /.well-known/jwks.json prüfen, der Journal-Nachweis mit dem Baumkopf von /journal/v1/tree-head."
-        ),
+        signature_note: match lang {
+            receipt_pdf::Language::De => format!(
+                "Diese Bestätigung ist elektronisch gesiegelt; die JSON-Fassung trägt die Signatur (PS512, kid {kid})."
+            ),
+            receipt_pdf::Language::En => format!(
+                "This confirmation is sealed electronically; the JSON version carries the signature (PS512, kid {kid})."
+            ),
+        },
+        verify_hint: match lang {
+            receipt_pdf::Language::De => format!(
+                "Die JSON-Fassung (Accept: application/json) lässt sich mit dem Schlüssel {kid} aus /.well-known/jwks.json prüfen, der Journal-Nachweis mit dem Baumkopf von /journal/v1/tree-head."
+            ),
+            receipt_pdf::Language::En => format!(
+                "Verify the JSON version (Accept: application/json) with key {kid} of /.well-known/jwks.json, and the journal proof with the tree head of /journal/v1/tree-head."
+            ),
+        },
     }
 }

@@ -2882,6 +2882,22 @@ fn verify_receipt(jwks: &Value, r: &Value) {
     );
 }
 
+/// The text of a PDF as poppler's `pdftotext` reads it (an independent reader).
+fn pdf_text(pdf: &[u8]) -> String {
+    assert!(pdf.starts_with(b"%PDF"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.pdf");
+    std::fs::write(&path, pdf).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .args(["-enc", "UTF-8"])
+        .arg(&path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (package poppler-utils) runs");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn clamd_configured(what: &str) -> bool {
     if std::env::var("RATHAUS_TEST_CLAMD_URL").is_ok_and(|u| !u.is_empty()) {
         true
@@ -3174,7 +3190,23 @@ async fn poststelle_checks_scans_decides_and_confirms_receipt() {
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["content-type"], "application/pdf");
-        assert!(res.bytes().await.unwrap().starts_with(b"%PDF"));
+        assert_eq!(res.headers()["content-language"], "de");
+        let german = pdf_text(&res.bytes().await.unwrap());
+        assert!(german.contains("Eingegangen am"), "{german}");
+        let res = client()
+            .get(format!("{api}/submissions/{sub}/receipt"))
+            .bearer_auth(&sender)
+            .header("accept", "application/pdf")
+            .header("accept-language", "en-GB,en;q=0.9,de;q=0.5")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["content-language"], "en");
+        let english = pdf_text(&res.bytes().await.unwrap());
+        assert!(
+            english.contains("Received at") && english.contains("Virus scanner"),
+            "{english}"
+        );
         // Once sequenced, the receipt carries the journal proof of the decision, which
         // verifies against the signed tree head.
         let mut proof = Value::Null;
