@@ -138,11 +138,20 @@ impl Blobs {
         let Some(root) = &self.root else {
             return Ok(());
         };
+        let root = root.clone();
         let file = root.join(key);
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::File::open(&file)?.sync_all()?;
-            if let Some(dir) = file.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
+            // Every directory from the file up to the root: the key's directories may have
+            // been created for this blob, and a new entry is durable only once the directory
+            // holding it is synced.
+            let mut dir = file.parent();
+            while let Some(d) = dir {
+                std::fs::File::open(d)?.sync_all()?;
+                if d == root {
+                    break;
+                }
+                dir = d.parent();
             }
             Ok(())
         })

@@ -378,8 +378,31 @@ fn write_secret(path: &Path, content: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Where `serve` records the public URL it serves under.
+const SERVED_URL_KEY: &str = "serve.public_url";
+
+/// The app for a CLI command. Destination signatures name the public URL, and a command
+/// that changes rules re-signs them: without `public_url` configured, the command uses the
+/// URL the server last served under, so it neither re-signs every destination for another
+/// URL nor overwrites the running server's signatures.
+async fn open_cli_app(config: &Config) -> Result<Arc<App>> {
+    let store = open_store(config).await?;
+    let public_url = match &config.public_url {
+        Some(u) => u.clone(),
+        None => match store.meta_get(SERVED_URL_KEY).await? {
+            Some(u) => u,
+            None => cli_public_url(config),
+        },
+    };
+    open_app_on(store, config, public_url).await
+}
+
 async fn open_app(config: &Config, public_url: String) -> Result<Arc<App>> {
     let store = open_store(config).await?;
+    open_app_on(store, config, public_url).await
+}
+
+async fn open_app_on(store: store::Store, config: &Config, public_url: String) -> Result<Arc<App>> {
     let kek = load_kek(config)?;
     let settings = Settings {
         accounts: config.accounts.clone(),
@@ -400,7 +423,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
             Ok(())
         }
         Command::Import(cmd) => {
-            let app = open_app(&config, cli_public_url(&config)).await?;
+            let app = open_cli_app(&config).await?;
             match cmd {
                 ImportCommand::Areas { file, successors } => {
                     let csv = app::read_limited(&file, MAX_IMPORT_BYTES)?;
@@ -431,7 +454,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
 }
 
 async fn clients(cmd: ClientsCommand, config: &Config) -> Result<()> {
-    let app = open_app(config, cli_public_url(config)).await?;
+    let app = open_cli_app(config).await?;
     match cmd {
         ClientsCommand::Add {
             name,
@@ -568,7 +591,7 @@ async fn clients(cmd: ClientsCommand, config: &Config) -> Result<()> {
 async fn journal_command(cmd: JournalCommand, config: &Config) -> Result<()> {
     match cmd {
         JournalCommand::Export { file } => {
-            let app = open_app(config, cli_public_url(config)).await?;
+            let app = open_cli_app(config).await?;
             // Sequence what is still queued, so the export is as complete as it can be.
             while app.journal_sequence_once().await?.is_some() {}
             match app.journal_export_file(&file).await? {
@@ -613,7 +636,7 @@ async fn journal_command(cmd: JournalCommand, config: &Config) -> Result<()> {
 }
 
 async fn keys(cmd: KeysCommand, config: &Config) -> Result<()> {
-    let app = open_app(config, cli_public_url(config)).await?;
+    let app = open_cli_app(config).await?;
     match cmd {
         KeysCommand::Rotate { overlap_hours } => {
             anyhow::ensure!(
@@ -647,7 +670,7 @@ fn cli_public_url(config: &Config) -> String {
 }
 
 async fn rules(cmd: RulesCommand, config: &Config) -> Result<()> {
-    let app = open_app(config, cli_public_url(config)).await?;
+    let app = open_cli_app(config).await?;
     match cmd {
         RulesCommand::List { service, area } => {
             let dir = app.directory();
@@ -723,6 +746,10 @@ async fn serve(config: Config) -> Result<()> {
     let bound = listener.local_addr()?;
     let public_url = config.public_url_for(bound);
     let app = open_app(&config, public_url.clone()).await?;
+    app.store()
+        .meta_set(SERVED_URL_KEY, &public_url)
+        .await
+        .context("recording the public URL")?;
     let mut admin_token = config.admin_token.clone();
     let mut demo_accounts = None;
     let mut demo_fit_connect = None;
