@@ -2022,5 +2022,43 @@ async fn zustelldienst_deadlines_and_key_rotation() {
             app.store().submission_events(&sid, 10, 0).await.unwrap().1,
             3
         );
+
+        // A large attachment lives in a file; a file no row names (a crash between writing
+        // it and committing the row) is swept an hour later, the other stays.
+        let aid = "3f6b8f64-9c4e-4a4e-9d0b-2f1f6c8e1a01";
+        let created = app
+            .zd_create_submission(
+                &sender,
+                zustelldienst::ApiVersion::V1,
+                &json!({"destinationId": dest, "announcedAttachments": [aid],
+                    "serviceType": {"identifier": "urn:de:fim:leika:leistung:99115005104000"}}),
+            )
+            .await
+            .unwrap();
+        let sid2 = created["submissionId"].as_str().unwrap().to_owned();
+        let key = crypto::RsaEncryptionKey::from_jwk(&app.zd_key(&dest, &new_kid).await.unwrap())
+            .unwrap();
+        let big = crypto::jwe::encrypt(&key, &vec![7u8; 400 * 1024], None, None, false).unwrap();
+        app.zd_upload_attachment(&sender, &sid2, aid, big.as_bytes())
+            .await
+            .unwrap();
+        let kept = app.store().submission_blob_keys(&sid2).await.unwrap();
+        assert_eq!(kept.len(), 1, "stored as a file");
+        let orphan = format!("zd/{sid2}/{aid}/never-committed");
+        app.blobs().put(&orphan, b"left by a crash").await.unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        assert_eq!(
+            app.zd_sweep_orphan_blobs(now).await.unwrap(),
+            0,
+            "too young"
+        );
+        assert_eq!(
+            app.zd_sweep_orphan_blobs(now + time::Duration::hours(2))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(app.blobs().get(&orphan).await.is_err());
+        assert!(app.blobs().get(&kept[0]).await.is_ok());
     }
 }

@@ -126,6 +126,29 @@ impl Blobs {
         Ok(result.into_stream().map(|r| r.map_err(BlobError::from)))
     }
 
+    /// Keys under `prefix` last written before `before_unix` (seconds), at most `limit`:
+    /// the candidates of a sweep for files whose database row never committed.
+    pub async fn list_older(
+        &self,
+        prefix: &str,
+        before_unix: i64,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let prefix = key_path(prefix)?;
+        let mut listing = self.store.list(Some(&prefix));
+        let mut out = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            if meta.last_modified.timestamp() < before_unix {
+                out.push(meta.location.to_string());
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn delete(&self, key: &str) -> Result<()> {
         let path = key_path(key)?;
         match self.store.delete(&path).await {

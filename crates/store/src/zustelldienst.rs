@@ -1042,6 +1042,16 @@ impl Store {
         Ok(())
     }
 
+    /// The blob keys a submission's attachments use.
+    pub async fn submission_blob_keys(&self, submission_id: &str) -> Result<Vec<String>> {
+        let keys: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT blob_key FROM zd_attachments WHERE submission_id = $1")
+                .bind(submission_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(keys.into_iter().flatten().collect())
+    }
+
     /// About how many events wait for their signature: the span between the oldest and the
     /// newest unsigned one (two index lookups; exact while they are signed in order). The
     /// signer asks this several times a second, where a `COUNT` would walk the backlog.
