@@ -18,6 +18,7 @@ mod passkeys;
 mod postfach;
 pub mod poststelle;
 mod profile;
+pub mod receipt_delivery;
 mod rules;
 mod signing;
 mod ttl_cache;
@@ -132,6 +133,8 @@ pub struct App {
     callback_wake: Arc<tokio::sync::Notify>,
     /// Wakes the ePoststelle worker when a submission was submitted.
     poststelle_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the receipt delivery when the ePoststelle recorded a decision.
+    receipt_wake: Arc<tokio::sync::Notify>,
     /// What the ePoststelle worker last found (scanner reachable or not), for readiness.
     poststelle: poststelle::Health,
     /// Compiled data schemas (the registry's bodies never change).
@@ -183,6 +186,7 @@ impl App {
             signer_wake: Arc::new(tokio::sync::Notify::new()),
             callback_wake: Arc::new(tokio::sync::Notify::new()),
             poststelle_wake: Arc::new(tokio::sync::Notify::new()),
+            receipt_wake: Arc::new(tokio::sync::Notify::new()),
             poststelle: poststelle::Health::default(),
             schema_cache: data_schemas::SchemaCache::default(),
             oidc,

@@ -64,12 +64,24 @@ pub struct MessageView {
 }
 
 /// Whom a Postfach reference belongs to, and who is told of new messages.
-struct Owner {
-    label: String,
+pub(crate) struct Owner {
     notify: Vec<(String, MailLang)>,
 }
 
-fn is_valid_ref(r: &str) -> bool {
+/// An incoming message to place (see [`App::place_incoming`]).
+pub(crate) struct Incoming<'a> {
+    pub id: &'a str,
+    pub recipient: &'a str,
+    pub sender_client_id: Option<&'a str>,
+    pub sender_name: &'a str,
+    pub sender_ars: Option<&'a str>,
+    pub subject: &'a str,
+    pub body: &'a str,
+    pub min_trust_level: i64,
+    pub reply_allowed: bool,
+}
+
+pub(crate) fn is_valid_ref(r: &str) -> bool {
     !r.is_empty()
         && r.len() <= 150
         && r.chars()
@@ -146,10 +158,9 @@ impl App {
         (id, key)
     }
 
-    async fn postfach_owner(&self, postfach_ref: &str) -> Result<Option<Owner>> {
+    pub(crate) async fn postfach_owner(&self, postfach_ref: &str) -> Result<Option<Owner>> {
         if let Some(a) = self.store.account_by_postfach_ref(postfach_ref).await? {
             return Ok(Some(Owner {
-                label: a.email.clone(),
                 notify: vec![(a.email, MailLang::parse(&a.lang))],
             }));
         }
@@ -160,7 +171,6 @@ impl App {
         {
             let members = self.store.organisation_members(&org.id).await?;
             return Ok(Some(Owner {
-                label: org.name,
                 notify: members
                     .into_iter()
                     .filter(|m| m.postfach_access)
@@ -278,6 +288,36 @@ impl App {
                 blob_key: a.blob_key.clone(),
             })
             .collect();
+        self.place_incoming(
+            &Incoming {
+                id: &id,
+                recipient: &m.recipient,
+                sender_client_id: Some(&client.client_id),
+                sender_name: &sender_name,
+                sender_ars: client.authority_ars.as_deref(),
+                subject: m.subject.trim(),
+                body: &m.body,
+                min_trust_level: i64::from(m.min_trust_level.as_u8()),
+                reply_allowed: m.reply_allowed,
+            },
+            &owner,
+            &records,
+        )
+        .await?;
+        self.store
+            .postfach_message(&id)
+            .await?
+            .ok_or_else(|| AppError::Internal("placed message vanished".into()))
+    }
+
+    /// Places an incoming message (attachments already in blob storage) with the notice
+    /// mails to its owner, in one transaction.
+    pub(crate) async fn place_incoming(
+        &self,
+        m: &Incoming<'_>,
+        owner: &Owner,
+        records: &[AttachmentRecord],
+    ) -> Result<()> {
         let texts: Vec<(String, crate::mails::MailText)> = owner
             .notify
             .iter()
@@ -286,8 +326,8 @@ impl App {
                     to.clone(),
                     crate::mails::postfach_notice(
                         *lang,
-                        &sender_name,
-                        &format!("{}/postfach/{id}", self.settings.public_url),
+                        m.sender_name,
+                        &format!("{}/postfach/{}", self.settings.public_url, m.id),
                     ),
                 )
             })
@@ -301,33 +341,29 @@ impl App {
                 purpose: "postfach_notice",
             })
             .collect();
-        let _ = owner.label;
         self.store
             .place_postfach_message(
                 &NewPostfachMessage {
-                    id: &id,
-                    postfach_ref: &m.recipient,
+                    id: m.id,
+                    postfach_ref: m.recipient,
                     direction: "in",
                     in_reply_to: None,
-                    sender_client_id: Some(&client.client_id),
-                    sender_name: &sender_name,
-                    sender_ars: client.authority_ars.as_deref(),
+                    sender_client_id: m.sender_client_id,
+                    sender_name: m.sender_name,
+                    sender_ars: m.sender_ars,
                     author_account_id: None,
-                    subject: m.subject.trim(),
-                    body: &m.body,
-                    min_trust_level: i64::from(m.min_trust_level.as_u8()),
+                    subject: m.subject,
+                    body: m.body,
+                    min_trust_level: m.min_trust_level,
                     reply_allowed: m.reply_allowed,
                 },
-                &records,
+                records,
                 &notify,
                 OffsetDateTime::now_utc(),
             )
             .await?;
         self.mail_wake.notify_one();
-        self.store
-            .postfach_message(&id)
-            .await?
-            .ok_or_else(|| AppError::Internal("placed message vanished".into()))
+        Ok(())
     }
 
     /// The state of a message for the authority that sent it: delivery dates, replies, log.

@@ -468,7 +468,10 @@ impl App {
         problems.extend(poststelle::scan_problems(&checks.scans));
         checks.decision = Decision::from_problems(problems);
 
-        let receipt = self.poststelle_sign(&s, &dest, &checks).await?;
+        let mut receipt = self.poststelle_sign(&s, &dest, &checks).await?;
+        receipt.postfach_ref = self
+            .receipt_postfach_target(&s.sender_client_id, metadata.as_ref())
+            .await?;
         let case = match (&checks.decision, &opened.metadata) {
             (Decision::Accept, Ok(meta_bytes)) => Some(self.poststelle_case_record(
                 &s,
@@ -656,6 +659,8 @@ impl App {
             check_report: report.to_string(),
             journal_proof: None,
             created_at: String::new(),
+            postfach_ref: None,
+            postfach_outcome: None,
         })
     }
 
@@ -757,6 +762,7 @@ impl App {
         match outcome {
             store::Guarded::Done(()) => {
                 self.callback_wake.notify_one();
+                self.receipt_wake.notify_one();
             }
             store::Guarded::WrongState(st) => {
                 tracing::warn!(submission = %s.id, status = %st, "ePoststelle: decided elsewhere; receipt withdrawn");
@@ -819,7 +825,10 @@ impl App {
     /// The inclusion proof of the decision's journal entry in the latest signed tree head,
     /// once the sequencer has put it there; kept with the receipt from then on (a proof
     /// against an older head stays valid: later heads are consistent with it).
-    async fn decision_journal_proof(&self, submission_id: &str) -> Result<Option<Value>> {
+    pub(crate) async fn decision_journal_proof(
+        &self,
+        submission_id: &str,
+    ) -> Result<Option<Value>> {
         let entries = self
             .journal_subject(&format!("submission:{submission_id}"))
             .await?;

@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub smtp_url: Option<String>,
     /// clamd for the ePoststelle: `unix:///run/clamav/clamd.ctl` or `tcp://host:3310`.
     pub clamd_url: Option<String>,
+    /// Run the ePoststelle worker on this node (default true).
+    pub poststelle_worker: Option<bool>,
     pub mail_from: Option<String>,
     pub argon2_memory_kib: Option<u32>,
     pub argon2_iterations: Option<u32>,
@@ -110,6 +112,7 @@ impl FileConfig {
             routing_rate_limit,
             token_rate_limit,
             trust_forwarded_for,
+            poststelle_worker,
             request_timeout_secs,
             shutdown_grace_secs,
             argon2_memory_kib,
@@ -145,6 +148,7 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     pub smtp_url: Option<String>,
     pub clamd_url: Option<String>,
+    pub poststelle_worker: bool,
     pub mail_from: String,
     pub accounts: app::AccountSettings,
     pub postfach: app::PostfachSettings,
@@ -188,6 +192,7 @@ impl Config {
             shutdown_grace_secs: f.shutdown_grace_secs.unwrap_or(30),
             smtp_url: f.smtp_url,
             clamd_url: f.clamd_url,
+            poststelle_worker: f.poststelle_worker.unwrap_or(true),
             dkim_key_file: f.dkim_key_file,
             dkim_selector: f.dkim_selector.unwrap_or_else(|| "rathaus".into()),
             dkim_domain: f.dkim_domain,

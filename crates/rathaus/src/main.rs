@@ -834,8 +834,18 @@ async fn serve(config: Config) -> Result<()> {
             None
         }
     };
-    let poststelle = tokio::spawn(app.clone().run_poststelle(scanner));
+    // `poststelle_worker = false`: another node runs it (or it is paused for maintenance);
+    // submissions to platform-held destinations wait in the database meanwhile.
+    let poststelle = if config.poststelle_worker {
+        Some(tokio::spawn(app.clone().run_poststelle(scanner)))
+    } else {
+        tracing::info!(
+            "the ePoststelle worker does not run on this node (RATHAUS_POSTSTELLE_WORKER=false)"
+        );
+        None
+    };
     let zd_deadlines = tokio::spawn(app.clone().run_zd_deadlines());
+    let receipt_delivery = tokio::spawn(app.clone().run_receipt_delivery());
     let journal_sequencer = tokio::spawn(app.clone().run_journal_sequencer());
     let callback_worker = {
         let http = backchannel_client()?;
@@ -910,8 +920,11 @@ async fn serve(config: Config) -> Result<()> {
     // A notice cut off mid-send keeps its lease and is sent again after it runs out.
     logout_worker.abort();
     set_signer.abort();
-    poststelle.abort();
+    if let Some(worker) = poststelle {
+        worker.abort();
+    }
     zd_deadlines.abort();
+    receipt_delivery.abort();
     journal_sequencer.abort();
     callback_worker.abort();
     if let Some(worker) = mail_worker {

@@ -640,6 +640,25 @@ impl Store {
         Ok(out)
     }
 
+    /// The entries about `subject` still waiting for the sequencer, oldest first.
+    pub async fn journal_queued_for_subject(&self, subject: &str) -> Result<Vec<String>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT entry FROM journal_queue WHERE subject_key = $1 ORDER BY id",
+        )
+        .bind(subject_key(subject))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for text in rows {
+            let entry = Entry::from_canonical(text.as_bytes())
+                .map_err(|e| StoreError::Corrupt(format!("queued journal entry: {e}")))?;
+            if entry.subject == subject {
+                out.push(text);
+            }
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` entries from `from_seq` on, in log order.
     pub async fn journal_entries(&self, from_seq: u64, limit: u32) -> Result<Vec<JournalLeaf>> {
         let rows = sqlx::query(

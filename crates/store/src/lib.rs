@@ -46,8 +46,8 @@ pub use organisations::{
 pub use outbox::{NewMail, OutboxMail};
 pub use passkeys::PasskeyRecord;
 pub use postfach::{
-    AttachmentRecord, LOG_GENESIS, NewPostfachMessage, PostfachLogEntry, PostfachMessage,
-    log_entry_hash,
+    AttachmentRecord, NewPostfachMessage, PostfachLogEntry, PostfachMessage,
+    postfach_content_digest,
 };
 pub use poststelle::{FiledAttachment, FiledCase, PendingCount, ReceiptRecord};
 pub use profiles::{ConsentRecord, StoredProfile};

@@ -58,6 +58,11 @@ const SQLITE: &[Migration] = &[
         name: "data_schemas",
         sql: include_str!("../migrations/sqlite/0009_data_schemas.sql"),
     },
+    Migration {
+        version: 10,
+        name: "postfach_journal",
+        sql: include_str!("../migrations/sqlite/0010_postfach_journal.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -105,6 +110,11 @@ const POSTGRES: &[Migration] = &[
         version: 9,
         name: "data_schemas",
         sql: include_str!("../migrations/postgres/0009_data_schemas.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "postfach_journal",
+        sql: include_str!("../migrations/postgres/0010_postfach_journal.sql"),
     },
 ];
 

@@ -1,11 +1,14 @@
 //! The Postfach: messages from authorities and replies, their attachments (as blob keys),
-//! and the delivery log of OZG § 9 (placed, notified, first opened, replied) — append-only
-//! and hash-chained, so a changed or removed entry shows.
+//! and the delivery steps of OZG § 9 (placed, notified, first opened, replied). The steps are
+//! recorded in the journal (RFC 9162 Merkle log, `store::journal`), queued in the same
+//! transaction as the change: a step is journalled if and only if it happened, and anyone
+//! holding a signed tree head can check it. (Migration 0010 froze the older hash chain
+//! `postfach_log`; nothing writes to it any more.)
 
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use crate::{Backend, NewMail, Result, Store, ts};
+use crate::{NewMail, Result, Store, ts};
 
 #[derive(Debug, Clone)]
 pub struct NewPostfachMessage<'a> {
@@ -53,48 +56,111 @@ pub struct PostfachMessage {
     pub placed_at: String,
     pub notified_at: Option<String>,
     pub first_opened_at: Option<String>,
+    /// The salt of the `content` digest in the journal (`None` for messages placed before
+    /// migration 0010).
+    pub content_salt: Option<String>,
     pub attachment_count: i64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// One delivery step of a message as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PostfachLogEntry {
-    pub seq: i64,
-    pub message_id: String,
+    /// `placed`, `replied`, `notified` or `opened`.
     pub event: String,
+    /// RFC 3339, from the entry's milliseconds.
     pub at: String,
-    pub detail: Option<String>,
-    pub prev_hash: String,
-    pub hash: String,
+    /// The leaf index in the journal; `None` while the entry waits for the sequencer
+    /// (seconds at most).
+    pub journal_index: Option<u64>,
+    /// Hex SHA-256 leaf hash (RFC 9162: over `0x00 ‖ entry`), the same before and after
+    /// sequencing.
+    pub leaf_hash: String,
+    /// The entry's canonical JSON, the exact bytes the leaf hash covers.
+    pub entry: String,
 }
 
-/// The hash of the log's start.
-pub const LOG_GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// The hash of one log entry: covers the previous hash and every field, each on its own line
-/// (none of them can contain a newline: ids, event names, timestamps; `detail` is escaped).
-pub fn log_entry_hash(
-    prev_hash: &str,
-    seq: i64,
-    message_id: &str,
-    event: &str,
-    at: &str,
-    detail: Option<&str>,
+/// The digest a `placed`/`replied` journal entry holds as `content`: SHA-256 over the JSON
+/// `{"attachments":[{"filename","sha256","size"}…],"body","id","salt","subject"}` (keys in
+/// this order, serde_json's escaping, no whitespace). The random salt keeps short, guessable
+/// messages from being found by trying candidates against the public journal; sender and
+/// recipient get it with the message, and with it can show a third party what was placed.
+pub fn postfach_content_digest(
+    id: &str,
+    salt: &str,
+    subject: &str,
+    body: &str,
+    attachments: &[AttachmentRecord],
 ) -> String {
-    let detail = detail
-        .unwrap_or("")
-        .replace('\\', "\\\\")
-        .replace('\n', "\\n");
-    crypto::sha256_hex(
-        format!(
-            "rathaus-postfach-log/1\n{prev_hash}\n{seq}\n{message_id}\n{event}\n{at}\n{detail}"
-        )
-        .as_bytes(),
-    )
+    #[derive(serde::Serialize)]
+    struct File<'a> {
+        filename: &'a str,
+        sha256: &'a str,
+        size: i64,
+    }
+    #[derive(serde::Serialize)]
+    struct Content<'a> {
+        attachments: Vec<File<'a>>,
+        body: &'a str,
+        id: &'a str,
+        salt: &'a str,
+        subject: &'a str,
+    }
+    let content = Content {
+        attachments: attachments
+            .iter()
+            .map(|a| File {
+                filename: &a.filename,
+                sha256: &a.sha256,
+                size: a.size,
+            })
+            .collect(),
+        body,
+        id,
+        salt,
+        subject,
+    };
+    // Serialising plain strings and integers cannot fail.
+    let json = serde_json::to_vec(&content).unwrap_or_default();
+    crypto::sha256_hex(&json)
+}
+
+fn journal_kind(event: &str) -> Option<journal::Kind> {
+    match event {
+        "placed" | "replied" => Some(journal::Kind::PostfachPlaced),
+        "notified" => Some(journal::Kind::PostfachNotified),
+        "opened" => Some(journal::Kind::PostfachOpened),
+        _ => None,
+    }
+}
+
+fn log_entry_from_journal(
+    entry_text: &str,
+    journal_index: Option<u64>,
+) -> Result<Option<PostfachLogEntry>> {
+    let entry = journal::Entry::from_canonical(entry_text.as_bytes())
+        .map_err(|e| crate::StoreError::Corrupt(format!("journal entry: {e}")))?;
+    let event = match (entry.kind, entry.detail.as_deref()) {
+        (journal::Kind::PostfachPlaced, Some("reply")) => "replied",
+        (journal::Kind::PostfachPlaced, _) => "placed",
+        (journal::Kind::PostfachNotified, _) => "notified",
+        (journal::Kind::PostfachOpened, _) => "opened",
+        _ => return Ok(None),
+    };
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(entry.at) * 1_000_000)
+        .map_err(|e| crate::StoreError::Corrupt(format!("journal entry time: {e}")))?;
+    Ok(Some(PostfachLogEntry {
+        event: event.to_owned(),
+        at: ts(at),
+        journal_index,
+        leaf_hash: journal::leaf_hash(entry_text.as_bytes()).to_hex(),
+        entry: entry_text.to_owned(),
+    }))
 }
 
 const MESSAGE_COLUMNS: &str = "m.id, m.postfach_ref, m.direction, m.in_reply_to, m.sender_client_id, \
      m.sender_name, m.sender_ars, m.author_account_id, m.subject, m.body, m.min_trust_level, \
-     m.reply_allowed, m.placed_at, m.notified_at, m.first_opened_at, \
+     m.reply_allowed, m.placed_at, m.notified_at, m.first_opened_at, m.content_salt, \
      (SELECT COUNT(*) FROM postfach_attachments a WHERE a.message_id = m.id) AS attachment_count";
 
 fn message_from_row(r: &sqlx::any::AnyRow) -> Result<PostfachMessage> {
@@ -114,71 +180,44 @@ fn message_from_row(r: &sqlx::any::AnyRow) -> Result<PostfachMessage> {
         placed_at: r.try_get("placed_at")?,
         notified_at: r.try_get("notified_at")?,
         first_opened_at: r.try_get("first_opened_at")?,
+        content_salt: r.try_get("content_salt")?,
         attachment_count: r.try_get("attachment_count")?,
     })
 }
 
-/// Appends to the log inside the caller's write transaction. On PostgreSQL an advisory lock
-/// serialises appends of all nodes (SQLite's write lock already does).
-async fn append_log(
+/// Queues the journal entry of one delivery step inside the caller's write transaction.
+/// No lock: the journal's sequencer orders entries, so Postfach writes of different
+/// messages (and nodes) no longer wait for each other.
+async fn journal_step(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    backend: Backend,
     message_id: &str,
+    tenant: &str,
     event: &str,
-    detail: Option<&str>,
+    content_digest: Option<&str>,
     at: &str,
 ) -> Result<()> {
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(7365612001)")
-            .execute(&mut **tx)
-            .await?;
-    }
-    let head = sqlx::query("SELECT seq, hash FROM postfach_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
-        .await?;
-    let (seq, prev) = match head {
-        Some(r) => (
-            r.try_get::<i64, _>("seq")? + 1,
-            r.try_get::<String, _>("hash")?,
-        ),
-        None => (1, LOG_GENESIS.to_owned()),
+    let Some(kind) = journal_kind(event) else {
+        return Ok(());
     };
-    let hash = log_entry_hash(&prev, seq, message_id, event, at, detail);
-    sqlx::query(
-        "INSERT INTO postfach_log (seq, message_id, event, at, detail, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(seq)
-    .bind(message_id)
-    .bind(event)
-    .bind(at)
-    .bind(detail)
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut **tx)
-    .await?;
-    // The step is anchored in the journal too, in the same transaction: the hash-chained
-    // log stays the Postfach's own record, the journal makes it verifiable by third parties
-    // with the platform's signed tree heads.
-    let kind = match event {
-        "placed" | "replied" => Some(journal::Kind::PostfachPlaced),
-        "notified" => Some(journal::Kind::PostfachNotified),
-        "opened" => Some(journal::Kind::PostfachOpened),
-        _ => None,
+    let at_ms = crate::parse_ts(at)?.unix_timestamp_nanos() / 1_000_000;
+    let entry = journal::Entry {
+        at: i64::try_from(at_ms).unwrap_or(i64::MAX),
+        detail: (event == "replied").then(|| "reply".to_owned()),
+        digests: content_digest
+            .map(|d| ("content".to_owned(), d.to_owned()))
+            .into_iter()
+            .collect(),
+        kind,
+        subject: format!("postfach:{message_id}"),
+        tenant: tenant.to_owned(),
     };
-    if let Some(kind) = kind {
-        let at_ms = crate::parse_ts(at)?.unix_timestamp_nanos() / 1_000_000;
-        let entry = journal::Entry {
-            at: i64::try_from(at_ms).unwrap_or(i64::MAX),
-            detail: (event == "replied").then(|| "reply".to_owned()),
-            digests: [("log".to_owned(), hash)].into_iter().collect(),
-            kind,
-            subject: format!("postfach:{message_id}"),
-            tenant: "servicekonto".into(),
-        };
-        crate::journal::enqueue_journal_entry(tx, &entry).await?;
-    }
-    Ok(())
+    crate::journal::enqueue_journal_entry(tx, &entry).await
+}
+
+/// Whose a message's steps are in the journal: the sending authority's ARS, else the
+/// Servicekonto (replies, messages of clients without an ARS).
+fn journal_tenant(sender_ars: Option<&str>) -> &str {
+    sender_ars.unwrap_or("servicekonto")
 }
 
 impl Store {
@@ -193,11 +232,13 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<String> {
         let at = ts(now);
+        let salt = uuid::Uuid::new_v4().simple().to_string();
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO postfach_messages (id, postfach_ref, direction, in_reply_to, sender_client_id, \
-                 sender_name, sender_ars, author_account_id, subject, body, min_trust_level, reply_allowed, placed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 sender_name, sender_ars, author_account_id, subject, body, min_trust_level, reply_allowed, placed_at, \
+                 content_salt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(m.id)
         .bind(m.postfach_ref)
@@ -212,6 +253,7 @@ impl Store {
         .bind(m.min_trust_level)
         .bind(i64::from(m.reply_allowed))
         .bind(&at)
+        .bind(&salt)
         .execute(&mut *tx)
         .await?;
         for a in attachments {
@@ -230,11 +272,21 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let (event, detail) = match m.in_reply_to {
-            Some(original) => ("replied", Some(format!("in reply to {original}"))),
-            None => ("placed", None),
+        let event = if m.in_reply_to.is_some() {
+            "replied"
+        } else {
+            "placed"
         };
-        append_log(&mut tx, self.backend, m.id, event, detail.as_deref(), &at).await?;
+        let digest = postfach_content_digest(m.id, &salt, m.subject, m.body, attachments);
+        journal_step(
+            &mut tx,
+            m.id,
+            journal_tenant(m.sender_ars),
+            event,
+            Some(&digest),
+            &at,
+        )
+        .await?;
         for mail in notify {
             sqlx::query(
                 "INSERT INTO mail_outbox (id, created_at, recipient, subject, body_text, purpose, status, next_attempt_at, ref_id) \
@@ -378,67 +430,54 @@ impl Store {
     ) -> Result<bool> {
         let at = ts(now);
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query(&format!(
-            "UPDATE postfach_messages SET {column} = $2 WHERE id = $1 AND {column} IS NULL"
+        // RETURNING tells in one statement whether this call made the change, and whose
+        // message it is (the journal entry's tenant).
+        let changed = sqlx::query(&format!(
+            "UPDATE postfach_messages SET {column} = $2 WHERE id = $1 AND {column} IS NULL \
+             RETURNING sender_ars"
         ))
         .bind(id)
         .bind(&at)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if done.rows_affected() == 1 {
-            append_log(&mut tx, self.backend, id, event, None, &at).await?;
+        if let Some(row) = &changed {
+            let ars: Option<String> = row.try_get("sender_ars")?;
+            journal_step(
+                &mut tx,
+                id,
+                journal_tenant(ars.as_deref()),
+                event,
+                None,
+                &at,
+            )
+            .await?;
         }
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(changed.is_some())
     }
 
+    /// The delivery steps of a message from the journal, in order: the sequenced entries,
+    /// then those still queued for the sequencer.
     pub async fn postfach_log(&self, message_id: &str) -> Result<Vec<PostfachLogEntry>> {
-        let rows = sqlx::query(
-            "SELECT seq, message_id, event, at, detail, prev_hash, hash FROM postfach_log \
-             WHERE message_id = $1 ORDER BY seq",
-        )
-        .bind(message_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(log_from_row).collect()
-    }
-
-    /// Checks the whole log: every entry's hash, and that each names its predecessor's.
-    /// Returns the number of entries, or the first broken sequence number.
-    pub async fn verify_postfach_log(&self) -> Result<std::result::Result<i64, i64>> {
-        let rows = sqlx::query(
-            "SELECT seq, message_id, event, at, detail, prev_hash, hash FROM postfach_log ORDER BY seq",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut prev = LOG_GENESIS.to_owned();
-        for (expected_seq, r) in (1i64..).zip(&rows) {
-            let e = log_from_row(r)?;
-            let recomputed = log_entry_hash(
-                &e.prev_hash,
-                e.seq,
-                &e.message_id,
-                &e.event,
-                &e.at,
-                e.detail.as_deref(),
-            );
-            if e.seq != expected_seq || e.prev_hash != prev || recomputed != e.hash {
-                return Ok(Err(e.seq));
+        let subject = format!("postfach:{message_id}");
+        // The queue first: an entry the sequencer moves in between is then seen in both
+        // reads (and kept once), never in neither.
+        let queued = self.journal_queued_for_subject(&subject).await?;
+        let leaves = self.journal_entries_for_subject(&subject).await?;
+        let mut out = Vec::with_capacity(leaves.len() + queued.len());
+        for leaf in &leaves {
+            if let Some(e) = log_entry_from_journal(&leaf.entry, Some(leaf.seq))? {
+                out.push(e);
             }
-            prev = e.hash;
         }
-        Ok(Ok(rows.len() as i64))
+        for text in queued {
+            if leaves.iter().any(|l| l.entry == text) {
+                continue;
+            }
+            if let Some(e) = log_entry_from_journal(&text, None)? {
+                out.push(e);
+            }
+        }
+        Ok(out)
     }
-}
-
-fn log_from_row(r: &sqlx::any::AnyRow) -> Result<PostfachLogEntry> {
-    Ok(PostfachLogEntry {
-        seq: r.try_get("seq")?,
-        message_id: r.try_get("message_id")?,
-        event: r.try_get("event")?,
-        at: r.try_get("at")?,
-        detail: r.try_get("detail")?,
-        prev_hash: r.try_get("prev_hash")?,
-        hash: r.try_get("hash")?,
-    })
 }

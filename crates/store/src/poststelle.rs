@@ -26,6 +26,11 @@ pub struct ReceiptRecord {
     pub check_report: String,
     pub journal_proof: Option<String>,
     pub created_at: String,
+    /// The citizen's Postfach the receipt goes to (portal senders only, see
+    /// `app::receipt_delivery`).
+    pub postfach_ref: Option<String>,
+    /// Once placed: the Postfach message id, or `undeliverable: <why>`.
+    pub postfach_outcome: Option<String>,
 }
 
 /// An accepted submission filed for the clerks.
@@ -67,7 +72,12 @@ pub struct PendingCount {
 }
 
 const RECEIPT_COLUMNS: &str = "submission_id, case_id, destination_id, sender_client_id, decision, claims, jws, \
-     set_jti, set_iat, set_claims, set_token, check_report, journal_proof, created_at";
+     set_jti, set_iat, set_claims, set_token, check_report, journal_proof, created_at, postfach_ref, postfach_outcome";
+
+/// [`RECEIPT_COLUMNS`] qualified with the alias `r` (for joins).
+const RECEIPT_COLUMNS_R: &str = "r.submission_id, r.case_id, r.destination_id, r.sender_client_id, r.decision, \
+     r.claims, r.jws, r.set_jti, r.set_iat, r.set_claims, r.set_token, r.check_report, r.journal_proof, \
+     r.created_at, r.postfach_ref, r.postfach_outcome";
 
 fn receipt_row(r: &sqlx::any::AnyRow) -> Result<ReceiptRecord> {
     Ok(ReceiptRecord {
@@ -85,6 +95,8 @@ fn receipt_row(r: &sqlx::any::AnyRow) -> Result<ReceiptRecord> {
         check_report: r.try_get("check_report")?,
         journal_proof: r.try_get("journal_proof")?,
         created_at: r.try_get("created_at")?,
+        postfach_ref: r.try_get("postfach_ref")?,
+        postfach_outcome: r.try_get("postfach_outcome")?,
     })
 }
 
@@ -206,8 +218,8 @@ impl Store {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO ps_receipts (submission_id, case_id, destination_id, sender_client_id, decision, claims, jws, \
-                     set_jti, set_iat, set_claims, set_token, check_report, journal_proof, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                     set_jti, set_iat, set_claims, set_token, check_report, journal_proof, created_at, postfach_ref) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 )
                 .bind(&receipt.submission_id)
                 .bind(&receipt.case_id)
@@ -223,6 +235,7 @@ impl Store {
                 .bind(&receipt.check_report)
                 .bind(&receipt.journal_proof)
                 .bind(&now)
+                .bind(&receipt.postfach_ref)
                 .execute(&mut *c)
                 .await
                 .map_err(|e| {
@@ -299,6 +312,39 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(receipt_row).transpose()
+    }
+
+    /// Receipts due for the citizen's Postfach: a Postfach named, not yet placed, and the
+    /// decision recorded (the submission is no longer `submitted`/`forwarded`), oldest first.
+    pub async fn receipts_due_for_postfach(&self, limit: i64) -> Result<Vec<ReceiptRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RECEIPT_COLUMNS_R} FROM ps_receipts r \
+             JOIN zd_submissions s ON s.id = r.submission_id \
+             WHERE r.postfach_ref IS NOT NULL AND r.postfach_outcome IS NULL \
+               AND s.status NOT IN ('submitted', 'forwarded') \
+             ORDER BY r.created_at LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(receipt_row).collect()
+    }
+
+    /// Notes where a receipt went (a Postfach message id, or why it could not be placed).
+    pub async fn set_receipt_postfach_outcome(
+        &self,
+        submission_id: &str,
+        outcome: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE ps_receipts SET postfach_outcome = $2 \
+             WHERE submission_id = $1 AND postfach_outcome IS NULL",
+        )
+        .bind(submission_id)
+        .bind(outcome)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Records the journal's inclusion proof with the receipt (hook for the journal).

@@ -157,13 +157,18 @@ fn postfach_paths() -> Value {
         }},
         "/api/postfach/v1/messages/{id}": { "get": {
             "tags": ["Postfach"], "operationId": "messageStatus", "security": bearer,
-            "summary": "Delivery facts of a message this client sent: placed, notified, first opened, deemed delivery date, replies, and the hash-chained log entries",
+            "summary": "Delivery facts of a message this client sent: placed, notified, first opened, deemed delivery date, replies, and the delivery steps as the journal records them (each with its leaf index once sequenced: fetch its inclusion proof at /journal/v1/entries/{index}/proof)",
             "parameters": [path_param("id", "Message id")],
             "responses": merge(json!({ "200": ok("Status", json!({ "type": "object", "properties": {
                 "id": {"type": "string"}, "recipient": {"type": "string"}, "placedAt": {"type": "string"}, "notifiedAt": {"type": ["string", "null"]},
                 "firstOpenedAt": {"type": ["string", "null"]}, "deemedDeliveryDate": {"type": "string", "format": "date"},
                 "replies": { "type": "array", "items": reply },
-                "log": { "type": "array", "items": { "type": "object", "properties": { "seq": {"type": "integer"}, "event": {"type": "string", "enum": ["placed", "notified", "opened", "replied"]}, "at": {"type": "string"}, "prev_hash": {"type": "string"}, "hash": {"type": "string"} } } } } })) }), errors.clone())
+                "contentSalt": {"type": ["string", "null"], "description": "Salt of the content digest the journal's placed entry holds (docs/journal.md shows how to recompute it)"},
+                "log": { "type": "array", "items": { "type": "object", "required": ["event", "at", "journalIndex", "leafHash", "entry"], "properties": {
+                    "event": {"type": "string", "enum": ["placed", "notified", "opened", "replied"]}, "at": {"type": "string", "format": "date-time"},
+                    "journalIndex": {"type": ["integer", "null"], "description": "Leaf index in the journal; null for the seconds until the sequencer has taken the entry"},
+                    "leafHash": {"type": "string", "description": "Hex SHA-256 of 0x00 followed by the entry's bytes (RFC 9162)"},
+                    "entry": {"type": "string", "description": "The journal entry's canonical JSON"} } } } } })) }), errors.clone())
         }},
         "/api/postfach/v1/messages/{id}/attachments/{position}": { "get": {
             "tags": ["Postfach"], "operationId": "messageAttachment", "security": bearer,

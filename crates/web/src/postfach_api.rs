@@ -1,6 +1,6 @@
 //! The Postfach API for authorities (OAuth2 client credentials, scope `postfach:deliver`):
 //! deliver a message (JSON, or multipart with attachments streamed to storage), follow its
-//! delivery (placed, notified, first opened, deemed delivery date, the hash-chained log),
+//! delivery (placed, notified, first opened, deemed delivery date, the delivery steps in the journal),
 //! and collect the citizens' replies with their attachments.
 
 use axum::body::Body;
@@ -222,6 +222,7 @@ async fn status(
         "firstOpenedAt": m.first_opened_at,
         "deemedDeliveryDate": view.deemed_delivery,
         "attachmentCount": m.attachment_count,
+        "contentSalt": m.content_salt,
         "replies": replies.iter().map(message_json).collect::<Vec<_>>(),
         "log": log,
     })))

@@ -100,6 +100,7 @@ fn start(backend: Backend) -> Server {
                     )
                 });
             tokio::spawn(app.clone().run_poststelle(scanner));
+            tokio::spawn(app.clone().run_receipt_delivery());
             let router = web::router(app, config);
             tx.send((base, demo)).unwrap();
             let _keep = db;
@@ -2712,10 +2713,23 @@ const FITKO_SCHEMA: &str = "https://schema.fitko.de/fim/s00000096_1.0.schema.jso
 async fn ep_submit_for_schema(
     api: &str,
     sender: &str,
+    target: (&str, &str, &str),
+    key: &crypto::RsaEncryptionKey,
+    data: &[u8],
+    attachments: &[EpAttachment],
+) -> (String, String) {
+    ep_submit_with_reply(api, sender, target, key, data, attachments, None).await
+}
+
+/// [`ep_submit_for_schema`] with the metadata's `replyChannel` (e.g. FINK).
+async fn ep_submit_with_reply(
+    api: &str,
+    sender: &str,
     (dest, service, schema): (&str, &str, &str),
     key: &crypto::RsaEncryptionKey,
     data: &[u8],
     attachments: &[EpAttachment],
+    reply_channel: Option<Value>,
 ) -> (String, String) {
     use serde_json::json;
     let ids: Vec<&str> = attachments.iter().map(|a| a.id.as_str()).collect();
@@ -2753,6 +2767,10 @@ async fn ep_submit_for_schema(
         },
         "publicServiceType": {"identifier": service},
     });
+    let mut metadata = metadata;
+    if let Some(r) = reply_channel {
+        metadata["replyChannel"] = r;
+    }
     let enc = |b: &[u8]| {
         crypto::jwe::encrypt(
             key,
@@ -3057,6 +3075,135 @@ async fn poststelle_validates_data_against_registered_schemas() {
                 .contains("not registered"),
             "{c}"
         );
+    }
+}
+
+/// The portal's submissions get their Eingangsbestätigung in the citizen's Postfach (the
+/// FINK reply channel of the metadata); other senders naming a Postfach do not.
+#[tokio::test]
+async fn poststelle_places_the_receipt_in_the_citizens_postfach_for_portal_senders() {
+    use serde_json::json;
+    if !clamd_configured("the receipt-to-Postfach test") {
+        return;
+    }
+    let service = "urn:de:fim:leika:leistung:99115005104000";
+    for s in servers() {
+        let base = &s.base;
+        let api = format!("{base}/submission-api/v1");
+        let (st, d) = send(
+            client()
+                .post(format!("{base}/api/admin/v1/destinations"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"authorityArs": "032570000000",
+                    "services": [{"identifier": service, "submissionSchemas": [{"schemaUri": FITKO_SCHEMA, "mimeType": "application/json"}], "regions": ["DE03257"]}],
+                    "contactInformation": {"legalName": "Samtgemeinde Nenndorf", "address": "Rodenberger Allee 13, 31542 Bad Nenndorf", "phone": "+49 5723 7040", "email": "poststelle@example.org"}})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::CREATED, "{d}");
+        let dest = d["destinationId"].as_str().unwrap().to_owned();
+        let (_, portal) = fc_client(
+            base,
+            "Portal",
+            &[
+                SCOPE_SEND,
+                app::receipt_delivery::SCOPE_RECEIPTS_TO_POSTFACH,
+            ],
+        )
+        .await;
+        let (_, other) = fc_client(base, "Fremder Onlinedienst", &[SCOPE_SEND]).await;
+        let (_, public) = send(client().get(format!("{api}/destinations/{dest}"))).await;
+        let kid = public["encryptionKid"].as_str().unwrap();
+        let (_, jwk) = send(client().get(format!("{api}/destinations/{dest}/keys/{kid}"))).await;
+        let key = crypto::RsaEncryptionKey::from_jwk(&jwk).unwrap();
+        let postfach = s.demo.postfach_api.citizen_postfach_ref.clone();
+        let fink = json!({"fink": {"finkPostfachRef": postfach, "host": format!("{base}/")}});
+        let data = br#"{"familienname":"Mustermann","vorname":"Erika"}"#;
+
+        let (sub, case) = ep_submit_with_reply(
+            &api,
+            &portal,
+            (&dest, service, FITKO_SCHEMA),
+            &key,
+            data,
+            &[],
+            Some(fink.clone()),
+        )
+        .await;
+        let (foreign, _) = ep_submit_with_reply(
+            &api,
+            &other,
+            (&dest, service, FITKO_SCHEMA),
+            &key,
+            data,
+            &[],
+            Some(fink),
+        )
+        .await;
+        let r = ep_receipt(&api, &portal, &sub).await;
+        assert_eq!(r["receipt"]["decision"]["result"], "accepted");
+        ep_receipt(&api, &other, &foreign).await;
+
+        // The citizen finds it in the Postfach, with the PDF and the signed JSON.
+        let c = logged_in(base, &s.demo.citizen.username, &s.demo.citizen.password).await;
+        let id = app::receipt_delivery::receipt_message_id(&sub);
+        let started = std::time::Instant::now();
+        let page = loop {
+            let res = c.get(format!("{base}/postfach/{id}")).send().await.unwrap();
+            if res.status() == StatusCode::OK {
+                break res.text().await.unwrap();
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "no receipt in the Postfach: HTTP {}",
+                res.status()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        eprintln!(
+            "receipt in the Postfach {} ms after the decision",
+            started.elapsed().as_millis()
+        );
+        assert!(page.contains("Eingangsbestätigung"), "{page}");
+        assert!(page.contains("angenommen"), "{page}");
+        assert!(page.contains(&case), "the case number is named");
+        let pdf = c
+            .get(format!("{base}/postfach/{id}/anhang/0"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(pdf.starts_with(b"%PDF-"), "the first attachment is the PDF");
+        let signed: Value = c
+            .get(format!("{base}/postfach/{id}/anhang/1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            signed["jws"], r["jws"],
+            "the same sealed receipt as the sender's"
+        );
+        assert_eq!(signed["receipt"]["submissionId"], sub.as_str());
+        assert!(
+            signed["journalProof"]["auditPath"].is_array(),
+            "delivered with the decision's journal proof: {signed}"
+        );
+
+        // The other sender named the same Postfach, but may not have receipts put there.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let res = c
+            .get(format!(
+                "{base}/postfach/{}",
+                app::receipt_delivery::receipt_message_id(&foreign)
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
 }
 

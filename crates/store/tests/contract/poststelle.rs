@@ -76,6 +76,8 @@ fn receipt(sub: &str, decision: &str) -> ReceiptRecord {
         check_report: "{}".into(),
         journal_proof: None,
         created_at: String::new(),
+        postfach_ref: None,
+        postfach_outcome: None,
     }
 }
 
