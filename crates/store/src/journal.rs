@@ -133,10 +133,18 @@ fn in_list_sql(backend: Backend, prefix: &str, n: usize) -> String {
 
 /// Queues an entry inside the caller's transaction: for other store modules whose change
 /// must be journalled exactly when it commits.
+pub(crate) const SQL_QUEUE_INSERT: &str =
+    "INSERT INTO journal_queue (subject_key, entry, created_at) VALUES ($1, $2, $3)";
+
+/// The queue row of an entry: its subject key and canonical text.
+pub(crate) fn queue_row(entry: &Entry) -> Result<(i64, String)> {
+    Ok((subject_key(&entry.subject), canonical(entry)?))
+}
+
 pub(crate) async fn enqueue_journal_entry(conn: &mut AnyConnection, entry: &Entry) -> Result<()> {
-    let text = canonical(entry)?;
-    sqlx::query("INSERT INTO journal_queue (subject_key, entry, created_at) VALUES ($1, $2, $3)")
-        .bind(subject_key(&entry.subject))
+    let (key, text) = queue_row(entry)?;
+    sqlx::query(SQL_QUEUE_INSERT)
+        .bind(key)
         .bind(text)
         .bind(now())
         .execute(&mut *conn)

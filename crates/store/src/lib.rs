@@ -20,6 +20,7 @@ mod passkeys;
 mod postfach;
 mod poststelle;
 mod profiles;
+mod sync_writer;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod writer;
@@ -96,6 +97,8 @@ pub struct Store {
     issue_queue: Option<tokio::sync::mpsc::Sender<oauth::IssueJob>>,
     /// SQLite file databases: the group-commit write queue (see `writer.rs`).
     writer: Option<tokio::sync::mpsc::Sender<writer::WriteJob>>,
+    /// SQLite file databases: the intake's synchronous writer (see `sync_writer.rs`).
+    sync_writer: Option<tokio::sync::mpsc::Sender<sync_writer::SyncJob>>,
 }
 
 /// Connection settings beyond the URL.
@@ -204,11 +207,19 @@ impl Store {
             (Backend::Sqlite, Some(_)) => Some(writer::spawn_writer(url.clone())),
             _ => None,
         };
+        let sync_writer = match (backend, sqlite_path(&url)) {
+            (Backend::Sqlite, Some(path)) => Some(
+                sync_writer::spawn_sync_writer(path)
+                    .map_err(|e| StoreError::Conflict(format!("intake writer thread: {e}")))?,
+            ),
+            _ => None,
+        };
         Ok(Store {
             pool,
             backend,
             issue_queue,
             writer,
+            sync_writer,
         })
     }
 

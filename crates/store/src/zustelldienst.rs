@@ -11,6 +11,25 @@ use time::OffsetDateTime;
 
 use crate::{Result, Store, StoreError, conflict, ts};
 
+// The intake's statements, shared by both paths: sqlx (PostgreSQL, and SQLite without a
+// file) and the synchronous SQLite writer (`sync_writer.rs`), which binds `$n` by name.
+const SQL_SUBMISSION_INSERT: &str = "INSERT INTO zd_submissions (id, case_id, destination_id, sender_client_id, api_version, \
+     service_identifier, service_name, region, status, announced, callback_url, callback_secret, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'incomplete', $9, $10, $11, $12)";
+const SQL_EVENT_INSERT: &str = "INSERT INTO zd_events (case_id, submission_id, event, issuer, jti, iat, claims, token, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+const SQL_SUBMISSION_DESTINATION: &str = "SELECT destination_id FROM zd_submissions WHERE id = $1";
+const SQL_CALLBACK_INSERT: &str = "INSERT INTO zd_callbacks (url, secret, body, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $4)";
+const SQL_ATTACHMENT_BLOB: &str =
+    "SELECT blob_key FROM zd_attachments WHERE submission_id = $1 AND attachment_id = $2";
+const SQL_ATTACHMENT_UPSERT: &str = "INSERT INTO zd_attachments (submission_id, attachment_id, size, auth_tag, body, blob_key, uploaded_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (submission_id, attachment_id) DO UPDATE SET size = excluded.size, \
+     auth_tag = excluded.auth_tag, body = excluded.body, blob_key = excluded.blob_key, uploaded_at = excluded.uploaded_at";
+const SQL_ATTACHMENT_TAGS: &str = "SELECT attachment_id, auth_tag FROM zd_attachments WHERE submission_id = $1 ORDER BY attachment_id";
+const SQL_SUBMIT: &str = "UPDATE zd_submissions SET status = 'submitted', encrypted_metadata = $2, encrypted_data = $3, \
+     tags = $4, submitted_at = $5 WHERE id = $1 AND status = 'incomplete'";
+
 /// A destination as stored.
 #[derive(Debug, Clone)]
 pub struct DestinationRecord {
@@ -213,22 +232,23 @@ fn event_row(r: &sqlx::any::AnyRow) -> Result<EventRecord> {
 }
 
 async fn insert_event(c: &mut AnyConnection, e: &NewEvent, now: &str) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO zd_events (case_id, submission_id, event, issuer, jti, iat, claims, token, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&e.case_id)
-    .bind(&e.submission_id)
-    .bind(&e.event)
-    .bind(&e.issuer)
-    .bind(&e.jti)
-    .bind(e.iat)
-    .bind(&e.claims)
-    .bind(&e.token)
-    .bind(now)
-    .execute(&mut *c)
-    .await
-    .map_err(|err| conflict(err, || format!("event {} was already recorded (jti must be unique)", e.jti)))?;
+    sqlx::query(SQL_EVENT_INSERT)
+        .bind(&e.case_id)
+        .bind(&e.submission_id)
+        .bind(&e.event)
+        .bind(&e.issuer)
+        .bind(&e.jti)
+        .bind(e.iat)
+        .bind(&e.claims)
+        .bind(&e.token)
+        .bind(now)
+        .execute(&mut *c)
+        .await
+        .map_err(|err| {
+            conflict(err, || {
+                format!("event {} was already recorded (jti must be unique)", e.jti)
+            })
+        })?;
     if let Some(entry) = journal_entry_of(c, e, now).await? {
         crate::journal::enqueue_journal_entry(c, &entry).await?;
     }
@@ -236,25 +256,26 @@ async fn insert_event(c: &mut AnyConnection, e: &NewEvent, now: &str) -> Result<
 }
 
 async fn insert_callback(c: &mut AnyConnection, cb: &NewCallback, now: &str) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO zd_callbacks (url, secret, body, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $4)",
-    )
-    .bind(&cb.url)
-    .bind(&cb.secret)
-    .bind(&cb.body)
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
+    sqlx::query(SQL_CALLBACK_INSERT)
+        .bind(&cb.url)
+        .bind(&cb.secret)
+        .bind(&cb.body)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
     Ok(())
 }
 
+const SQL_LOAD_SUBMISSION: &str = "SELECT id, case_id, destination_id, sender_client_id, api_version, \
+     service_identifier, service_name, region, status, announced, callback_url, callback_secret, \
+     encrypted_metadata, encrypted_data, tags, created_at, submitted_at, content_deleted_at \
+     FROM zd_submissions WHERE id = $1";
+
 async fn load_submission(c: &mut AnyConnection, id: &str) -> Result<Option<SubmissionRecord>> {
-    let row = sqlx::query(&format!(
-        "SELECT {SUBMISSION_COLUMNS} FROM zd_submissions WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *c)
-    .await?;
+    let row = sqlx::query(SQL_LOAD_SUBMISSION)
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?;
     row.as_ref().map(submission_row).transpose()
 }
 
@@ -540,28 +561,29 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<()> {
         let now = ts(now);
+        if self.has_sync_writer() {
+            return self
+                .write_sync(move |c| sync::create_submission(c, &s, &event, &now))
+                .await;
+        }
         self.write(move |c| {
             Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO zd_submissions (id, case_id, destination_id, sender_client_id, api_version, \
-                     service_identifier, service_name, region, status, announced, callback_url, callback_secret, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'incomplete', $9, $10, $11, $12)",
-                )
-                .bind(&s.id)
-                .bind(&s.case_id)
-                .bind(&s.destination_id)
-                .bind(&s.sender_client_id)
-                .bind(&s.api_version)
-                .bind(&s.service_identifier)
-                .bind(&s.service_name)
-                .bind(&s.region)
-                .bind(&s.announced)
-                .bind(&s.callback_url)
-                .bind(&s.callback_secret)
-                .bind(&now)
-                .execute(&mut *c)
-                .await
-                .map_err(|e| conflict(e, || format!("submission {} exists already", s.id)))?;
+                sqlx::query(SQL_SUBMISSION_INSERT)
+                    .bind(&s.id)
+                    .bind(&s.case_id)
+                    .bind(&s.destination_id)
+                    .bind(&s.sender_client_id)
+                    .bind(&s.api_version)
+                    .bind(&s.service_identifier)
+                    .bind(&s.service_name)
+                    .bind(&s.region)
+                    .bind(&s.announced)
+                    .bind(&s.callback_url)
+                    .bind(&s.callback_secret)
+                    .bind(&now)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(|e| conflict(e, || format!("submission {} exists already", s.id)))?;
                 insert_event(c, &event, &now).await
             })
         })
@@ -603,42 +625,34 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Guarded<Option<String>>> {
         let (submission_id, sender, now) = (submission_id.to_owned(), sender.to_owned(), ts(now));
+        if self.has_sync_writer() {
+            return self
+                .write_sync(move |c| sync::put_attachment(c, &submission_id, &sender, &a, &now))
+                .await;
+        }
         self.write(move |c| {
             Box::pin(async move {
                 let Some(s) = load_submission(c, &submission_id).await? else {
                     return Ok(Guarded::NotFound);
                 };
-                if s.sender_client_id != sender {
-                    return Ok(Guarded::NotYours);
+                if let Some(refused) = upload_refused(&s, &sender, &a.attachment_id)? {
+                    return Ok(refused);
                 }
-                if s.status != "incomplete" {
-                    return Ok(Guarded::WrongState(s.status));
-                }
-                if !announced_ids(&s)?.contains(&a.attachment_id) {
-                    return Ok(Guarded::NotAnnounced);
-                }
-                let old: Option<Option<String>> = sqlx::query_scalar(
-                    "SELECT blob_key FROM zd_attachments WHERE submission_id = $1 AND attachment_id = $2",
-                )
-                .bind(&submission_id)
-                .bind(&a.attachment_id)
-                .fetch_optional(&mut *c)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO zd_attachments (submission_id, attachment_id, size, auth_tag, body, blob_key, uploaded_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (submission_id, attachment_id) DO UPDATE SET size = excluded.size, \
-                     auth_tag = excluded.auth_tag, body = excluded.body, blob_key = excluded.blob_key, uploaded_at = excluded.uploaded_at",
-                )
-                .bind(&submission_id)
-                .bind(&a.attachment_id)
-                .bind(a.size)
-                .bind(&a.auth_tag)
-                .bind(&a.body)
-                .bind(&a.blob_key)
-                .bind(&now)
-                .execute(&mut *c)
-                .await?;
+                let old: Option<Option<String>> = sqlx::query_scalar(SQL_ATTACHMENT_BLOB)
+                    .bind(&submission_id)
+                    .bind(&a.attachment_id)
+                    .fetch_optional(&mut *c)
+                    .await?;
+                sqlx::query(SQL_ATTACHMENT_UPSERT)
+                    .bind(&submission_id)
+                    .bind(&a.attachment_id)
+                    .bind(a.size)
+                    .bind(&a.auth_tag)
+                    .bind(&a.body)
+                    .bind(&a.blob_key)
+                    .bind(&now)
+                    .execute(&mut *c)
+                    .await?;
                 Ok(Guarded::Done(old.flatten()))
             })
         })
@@ -685,56 +699,45 @@ impl Store {
             + 'static,
     {
         let (submission_id, sender, now) = (submission_id.to_owned(), sender.to_owned(), ts(now));
+        if self.has_sync_writer() {
+            return self
+                .write_sync(move |c| sync::submit(c, &submission_id, &sender, &now, make))
+                .await;
+        }
         self.write(move |c| {
             Box::pin(async move {
-                let Some(mut s) = load_submission(c, &submission_id).await? else {
+                let Some(s) = load_submission(c, &submission_id).await? else {
                     return Ok(Guarded::NotFound);
                 };
-                if s.sender_client_id != sender {
-                    return Ok(Guarded::NotYours);
+                if let Some(refused) = submit_refused(&s, &sender) {
+                    return Ok(refused);
                 }
-                if s.status != "incomplete" {
-                    return Ok(Guarded::WrongState(s.status));
-                }
-                let rows = sqlx::query(
-                    "SELECT attachment_id, auth_tag FROM zd_attachments WHERE submission_id = $1 ORDER BY attachment_id",
-                )
-                .bind(&submission_id)
-                .fetch_all(&mut *c)
-                .await?;
+                let rows = sqlx::query(SQL_ATTACHMENT_TAGS)
+                    .bind(&submission_id)
+                    .fetch_all(&mut *c)
+                    .await?;
                 let uploaded: Vec<(String, String)> = rows
                     .iter()
                     .map(|r| Ok((r.try_get("attachment_id")?, r.try_get("auth_tag")?)))
                     .collect::<Result<_>>()?;
-                let missing: Vec<String> = announced_ids(&s)?
-                    .into_iter()
-                    .filter(|a| !uploaded.iter().any(|(u, _)| u == a))
-                    .collect();
+                let missing = missing_uploads(&s, &uploaded)?;
                 if !missing.is_empty() {
                     return Ok(Guarded::Missing(missing));
                 }
                 let (parts, event, callback) = make(&s, &uploaded);
-                sqlx::query(
-                    "UPDATE zd_submissions SET status = 'submitted', encrypted_metadata = $2, encrypted_data = $3, \
-                     tags = $4, submitted_at = $5 WHERE id = $1 AND status = 'incomplete'",
-                )
-                .bind(&submission_id)
-                .bind(&parts.encrypted_metadata)
-                .bind(&parts.encrypted_data)
-                .bind(&parts.tags)
-                .bind(&now)
-                .execute(&mut *c)
-                .await?;
+                sqlx::query(SQL_SUBMIT)
+                    .bind(&submission_id)
+                    .bind(&parts.encrypted_metadata)
+                    .bind(&parts.encrypted_data)
+                    .bind(&parts.tags)
+                    .bind(&now)
+                    .execute(&mut *c)
+                    .await?;
                 insert_event(c, &event, &now).await?;
                 if let Some(cb) = &callback {
                     insert_callback(c, cb, &now).await?;
                 }
-                s.status = "submitted".into();
-                s.encrypted_metadata = Some(parts.encrypted_metadata);
-                s.encrypted_data = parts.encrypted_data;
-                s.tags = Some(parts.tags);
-                s.submitted_at = Some(now);
-                Ok(Guarded::Done(s))
+                Ok(Guarded::Done(submitted(s, parts, now)))
             })
         })
         .await
@@ -1242,23 +1245,277 @@ async fn journal_entry_of(
     let Some(kind) = journal_kind(&e.event) else {
         return Ok(None);
     };
-    let destination: Option<String> =
-        sqlx::query_scalar("SELECT destination_id FROM zd_submissions WHERE id = $1")
-            .bind(&e.submission_id)
-            .fetch_optional(&mut *c)
-            .await?;
+    let destination: Option<String> = sqlx::query_scalar(SQL_SUBMISSION_DESTINATION)
+        .bind(&e.submission_id)
+        .fetch_optional(&mut *c)
+        .await?;
+    Ok(Some(event_journal_entry(kind, e, destination, now)?))
+}
+
+/// The journal entry of an event of `kind` at a submission of `destination`.
+fn event_journal_entry(
+    kind: journal::Kind,
+    e: &NewEvent,
+    destination: Option<String>,
+    now: &str,
+) -> Result<journal::Entry> {
     let mut digests = std::collections::BTreeMap::new();
     digests.insert("claims".to_owned(), crypto::sha256_hex(e.claims.as_bytes()));
     if let Some(t) = &e.token {
         digests.insert("set".to_owned(), crypto::sha256_hex(t.as_bytes()));
     }
     let at = crate::parse_ts(now)?;
-    Ok(Some(journal::Entry {
+    Ok(journal::Entry {
         at: i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
         detail: None,
         digests,
         kind,
         subject: format!("submission:{}", e.submission_id),
         tenant: destination.unwrap_or_else(|| "unknown".into()),
-    }))
+    })
+}
+
+/// Why an upload is refused before anything is written (`None`: it may go ahead).
+fn upload_refused<T>(
+    s: &SubmissionRecord,
+    sender: &str,
+    attachment_id: &str,
+) -> Result<Option<Guarded<T>>> {
+    if s.sender_client_id != sender {
+        return Ok(Some(Guarded::NotYours));
+    }
+    if s.status != "incomplete" {
+        return Ok(Some(Guarded::WrongState(s.status.clone())));
+    }
+    if !announced_ids(s)?.iter().any(|a| a == attachment_id) {
+        return Ok(Some(Guarded::NotAnnounced));
+    }
+    Ok(None)
+}
+
+/// Why a submit is refused before the uploads are looked at (`None`: go ahead).
+fn submit_refused<T>(s: &SubmissionRecord, sender: &str) -> Option<Guarded<T>> {
+    if s.sender_client_id != sender {
+        return Some(Guarded::NotYours);
+    }
+    if s.status != "incomplete" {
+        return Some(Guarded::WrongState(s.status.clone()));
+    }
+    None
+}
+
+/// The announced attachments not uploaded yet.
+fn missing_uploads(s: &SubmissionRecord, uploaded: &[(String, String)]) -> Result<Vec<String>> {
+    Ok(announced_ids(s)?
+        .into_iter()
+        .filter(|a| !uploaded.iter().any(|(u, _)| u == a))
+        .collect())
+}
+
+/// The submission as it is after the submit step stored `parts`.
+fn submitted(mut s: SubmissionRecord, parts: SubmitParts, now: String) -> SubmissionRecord {
+    s.status = "submitted".into();
+    s.encrypted_metadata = Some(parts.encrypted_metadata);
+    s.encrypted_data = parts.encrypted_data;
+    s.tags = Some(parts.tags);
+    s.submitted_at = Some(now);
+    s
+}
+
+/// The intake's writes on the synchronous SQLite writer: the same statements and checks
+/// as the sqlx path above.
+mod sync {
+    use rusqlite::{Connection, OptionalExtension as _};
+
+    use super::*;
+    use crate::sync_writer::{exec, query_all, query_opt, store_error};
+
+    fn db(e: rusqlite::Error) -> StoreError {
+        store_error(e, || {
+            "a row of the intake conflicts with a stored one".into()
+        })
+    }
+
+    fn load_submission(c: &Connection, id: &str) -> Result<Option<SubmissionRecord>> {
+        query_opt(c, SQL_LOAD_SUBMISSION, &[&id], |r| {
+            Ok(SubmissionRecord {
+                id: r.get("id")?,
+                case_id: r.get("case_id")?,
+                destination_id: r.get("destination_id")?,
+                sender_client_id: r.get("sender_client_id")?,
+                api_version: r.get("api_version")?,
+                service_identifier: r.get("service_identifier")?,
+                service_name: r.get("service_name")?,
+                region: r.get("region")?,
+                status: r.get("status")?,
+                announced: r.get("announced")?,
+                callback_url: r.get("callback_url")?,
+                callback_secret: r.get("callback_secret")?,
+                encrypted_metadata: r.get("encrypted_metadata")?,
+                encrypted_data: r.get("encrypted_data")?,
+                tags: r.get("tags")?,
+                created_at: r.get("created_at")?,
+                submitted_at: r.get("submitted_at")?,
+                content_deleted_at: r.get("content_deleted_at")?,
+            })
+        })
+        .map_err(db)
+    }
+
+    fn insert_event(c: &Connection, e: &NewEvent, now: &str) -> Result<()> {
+        exec(
+            c,
+            SQL_EVENT_INSERT,
+            &[
+                &e.case_id,
+                &e.submission_id,
+                &e.event,
+                &e.issuer,
+                &e.jti,
+                &e.iat,
+                &e.claims,
+                &e.token,
+                &now,
+            ],
+        )
+        .map_err(|err| {
+            store_error(err, || {
+                format!("event {} was already recorded (jti must be unique)", e.jti)
+            })
+        })?;
+        let Some(kind) = journal_kind(&e.event) else {
+            return Ok(());
+        };
+        let destination: Option<String> = c
+            .prepare_cached(SQL_SUBMISSION_DESTINATION)
+            .and_then(|mut st| st.query_row([&e.submission_id], |r| r.get(0)).optional())
+            .map_err(db)?;
+        let entry = event_journal_entry(kind, e, destination, now)?;
+        let (key, text) = crate::journal::queue_row(&entry)?;
+        exec(
+            c,
+            crate::journal::SQL_QUEUE_INSERT,
+            &[&key, &text, &crate::now()],
+        )
+        .map_err(db)?;
+        Ok(())
+    }
+
+    pub(super) fn create_submission(
+        c: &Connection,
+        s: &NewSubmission,
+        event: &NewEvent,
+        now: &str,
+    ) -> Result<()> {
+        exec(
+            c,
+            SQL_SUBMISSION_INSERT,
+            &[
+                &s.id,
+                &s.case_id,
+                &s.destination_id,
+                &s.sender_client_id,
+                &s.api_version,
+                &s.service_identifier,
+                &s.service_name,
+                &s.region,
+                &s.announced,
+                &s.callback_url,
+                &s.callback_secret,
+                &now,
+            ],
+        )
+        .map_err(|e| store_error(e, || format!("submission {} exists already", s.id)))?;
+        insert_event(c, event, now)
+    }
+
+    pub(super) fn put_attachment(
+        c: &Connection,
+        submission_id: &str,
+        sender: &str,
+        a: &AttachmentRecord,
+        now: &str,
+    ) -> Result<Guarded<Option<String>>> {
+        let Some(s) = load_submission(c, submission_id)? else {
+            return Ok(Guarded::NotFound);
+        };
+        if let Some(refused) = upload_refused(&s, sender, &a.attachment_id)? {
+            return Ok(refused);
+        }
+        let old: Option<Option<String>> = query_opt(
+            c,
+            SQL_ATTACHMENT_BLOB,
+            &[&submission_id, &a.attachment_id],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+        exec(
+            c,
+            SQL_ATTACHMENT_UPSERT,
+            &[
+                &submission_id,
+                &a.attachment_id,
+                &a.size,
+                &a.auth_tag,
+                &a.body,
+                &a.blob_key,
+                &now,
+            ],
+        )
+        .map_err(db)?;
+        Ok(Guarded::Done(old.flatten()))
+    }
+
+    pub(super) fn submit<F>(
+        c: &Connection,
+        submission_id: &str,
+        sender: &str,
+        now: &str,
+        make: F,
+    ) -> Result<Guarded<SubmissionRecord>>
+    where
+        F: FnOnce(
+            &SubmissionRecord,
+            &[(String, String)],
+        ) -> (SubmitParts, NewEvent, Option<NewCallback>),
+    {
+        let Some(s) = load_submission(c, submission_id)? else {
+            return Ok(Guarded::NotFound);
+        };
+        if let Some(refused) = submit_refused(&s, sender) {
+            return Ok(refused);
+        }
+        let uploaded: Vec<(String, String)> =
+            query_all(c, SQL_ATTACHMENT_TAGS, &[&submission_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(db)?;
+        let missing = missing_uploads(&s, &uploaded)?;
+        if !missing.is_empty() {
+            return Ok(Guarded::Missing(missing));
+        }
+        let (parts, event, callback) = make(&s, &uploaded);
+        exec(
+            c,
+            SQL_SUBMIT,
+            &[
+                &submission_id,
+                &parts.encrypted_metadata,
+                &parts.encrypted_data,
+                &parts.tags,
+                &now,
+            ],
+        )
+        .map_err(db)?;
+        insert_event(c, &event, now)?;
+        if let Some(cb) = &callback {
+            exec(
+                c,
+                SQL_CALLBACK_INSERT,
+                &[&cb.url, &cb.secret, &cb.body, &now],
+            )
+            .map_err(db)?;
+        }
+        Ok(Guarded::Done(submitted(s, parts, now.to_owned())))
+    }
 }
