@@ -22,8 +22,12 @@
 //!
 //! `bench-zustelldienst verify DEMO_JSON ACK_LOG [CREATE_LOG]` checks such logs against the
 //! running server as the demo's subscriber (see `verify.rs`).
+//!
+//! `bench-zustelldienst epoststelle preload|measure|bound …`: the ePoststelle pipeline
+//! benchmark's steps (`bench/epoststelle.sh`, see `epoststelle.rs`).
 #![allow(clippy::unwrap_used)]
 
+mod epoststelle;
 mod verify;
 
 use std::io::Write as _;
@@ -276,9 +280,13 @@ async fn main() {
     if args.get(1).map(String::as_str) == Some("verify") {
         std::process::exit(verify::main(&args[2..]).await);
     }
+    if args.get(1).map(String::as_str) == Some("epoststelle") {
+        std::process::exit(epoststelle::main(&args[2..]).await);
+    }
     if args.len() < 4 {
         eprintln!("usage: bench-zustelldienst DEMO_JSON CONCURRENCY SECONDS [ATTACHMENT_BYTES]");
         eprintln!("       bench-zustelldienst verify DEMO_JSON ACK_LOG [CREATE_LOG]");
+        eprintln!("       bench-zustelldienst epoststelle preload|measure|bound …");
         std::process::exit(2);
     }
     let demo: Value = serde_json::from_slice(&std::fs::read(&args[1]).unwrap()).unwrap();

@@ -34,8 +34,10 @@ use crate::{ApiClient, App, AppError, Result};
 const LEASE: time::Duration = time::Duration::minutes(5);
 /// How often the worker looks for work without being woken.
 const POLL: Duration = Duration::from_secs(3);
-/// Submissions taken per round.
-const BATCH: i64 = 8;
+/// Submissions in flight per core. Each alternates between RSA work on a blocking thread
+/// (decryption, signing) and waiting (database, clamd); with two per core every core has
+/// RSA work while the other submission waits.
+const IN_FLIGHT_PER_CORE: usize = 2;
 
 pub const REASON_NO_SCANNER: &str = "pending-scan: no virus scanner configured (set RATHAUS_CLAMD_URL to unix:///… or tcp://host:port); submissions wait until one is";
 
@@ -256,48 +258,117 @@ impl App {
         h.running.then_some(h.problem).flatten()
     }
 
-    /// Processes the submissions that are due; returns how many were decided.
-    pub async fn poststelle_round(&self, scanner: Option<&scanner::Clamd>) -> Result<usize> {
-        let now = OffsetDateTime::now_utc();
-        let due = self.store.poststelle_due(now, BATCH).await?;
+    /// Processes the submissions that are due, several at a time (`IN_FLIGHT_PER_CORE`),
+    /// until none is left; returns how many were decided.
+    pub async fn poststelle_round(
+        self: &Arc<Self>,
+        scanner: Option<&scanner::Clamd>,
+    ) -> Result<usize> {
+        let limit =
+            std::thread::available_parallelism().map_or(2, |n| n.get()) * IN_FLIGHT_PER_CORE;
+        let mut running = tokio::task::JoinSet::new();
         let mut decided = 0;
-        for id in due {
-            let Some(attempts) = self.store.poststelle_claim(&id, now, LEASE).await? else {
-                continue;
-            };
-            let started = Instant::now();
-            let step = self.poststelle_process(&id, scanner).await;
-            let now = OffsetDateTime::now_utc();
-            match step {
-                Ok(Step::Done) => {
-                    decided += 1;
-                    self.store.poststelle_done(&id).await?;
-                    tracing::info!(
-                        submission = %id,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "ePoststelle: decided"
-                    );
+        let mut more = true;
+        let mut failed: Option<AppError> = None;
+        loop {
+            // Top up: take due submissions (those in flight hold a lease, so they are not
+            // due) until `limit` run or none is left.
+            while more && running.len() < limit {
+                let now = OffsetDateTime::now_utc();
+                let wanted = i64::try_from(limit - running.len()).unwrap_or(1);
+                let due = match self.store.poststelle_due(now, wanted).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        failed.get_or_insert(e.into());
+                        break;
+                    }
+                };
+                let mut claimed = 0;
+                for id in due {
+                    match self.store.poststelle_claim(&id, now, LEASE).await {
+                        Ok(Some(attempts)) => {
+                            claimed += 1;
+                            let (app, scanner) = (self.clone(), scanner.cloned());
+                            running.spawn(async move {
+                                app.poststelle_item(&id, attempts, scanner.as_ref()).await
+                            });
+                        }
+                        // Another node holds it, or it is deferred.
+                        Ok(None) => {}
+                        Err(e) => {
+                            failed.get_or_insert(e.into());
+                            break;
+                        }
+                    }
                 }
-                Ok(Step::Wait(reason)) => {
-                    tracing::info!(submission = %id, attempts, %reason, "ePoststelle: waiting");
-                    self.store
-                        .poststelle_defer(&id, &reason, now + backoff(attempts), now)
-                        .await?;
+                more = claimed > 0 && failed.is_none();
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            match joined {
+                Ok(Ok(true)) => decided += 1,
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    more = false;
+                    failed.get_or_insert(e);
                 }
                 Err(e) => {
-                    tracing::warn!(submission = %id, attempts, error = %e, "ePoststelle: failed, will retry");
-                    self.store
-                        .poststelle_defer(
-                            &id,
-                            "internal error (see the log)",
-                            now + backoff(attempts),
-                            now,
-                        )
-                        .await?;
+                    more = false;
+                    failed.get_or_insert(internal(e));
                 }
             }
         }
-        Ok(decided)
+        match failed {
+            Some(e) if decided == 0 => Err(e),
+            Some(e) => {
+                tracing::warn!(error = %e, decided, "ePoststelle: round ended early");
+                Ok(decided)
+            }
+            None => Ok(decided),
+        }
+    }
+
+    /// Processes one claimed submission and records the outcome; `true` if it was decided.
+    async fn poststelle_item(
+        &self,
+        id: &str,
+        attempts: i64,
+        scanner: Option<&scanner::Clamd>,
+    ) -> Result<bool> {
+        let started = Instant::now();
+        let step = self.poststelle_process(id, scanner).await;
+        let now = OffsetDateTime::now_utc();
+        match step {
+            Ok(Step::Done) => {
+                self.store.poststelle_done(id).await?;
+                tracing::info!(
+                    submission = %id,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "ePoststelle: decided"
+                );
+                Ok(true)
+            }
+            Ok(Step::Wait(reason)) => {
+                tracing::info!(submission = %id, attempts, %reason, "ePoststelle: waiting");
+                self.store
+                    .poststelle_defer(id, &reason, now + backoff(attempts), now)
+                    .await?;
+                Ok(false)
+            }
+            Err(e) => {
+                tracing::warn!(submission = %id, attempts, error = %e, "ePoststelle: failed, will retry");
+                self.store
+                    .poststelle_defer(
+                        id,
+                        "internal error (see the log)",
+                        now + backoff(attempts),
+                        now,
+                    )
+                    .await?;
+                Ok(false)
+            }
+        }
     }
 
     async fn poststelle_process(&self, id: &str, scanner: Option<&scanner::Clamd>) -> Result<Step> {
