@@ -137,6 +137,8 @@ pub struct App {
     receipt_wake: Arc<tokio::sync::Notify>,
     /// What the ePoststelle worker last found (scanner reachable or not), for readiness.
     poststelle: poststelle::Health,
+    /// The ePoststelle's parsed destination keys.
+    poststelle_keys: poststelle::KeyCache,
     /// Compiled data schemas (the registry's bodies never change).
     schema_cache: data_schemas::SchemaCache,
 }
@@ -188,6 +190,7 @@ impl App {
             poststelle_wake: Arc::new(tokio::sync::Notify::new()),
             receipt_wake: Arc::new(tokio::sync::Notify::new()),
             poststelle: poststelle::Health::default(),
+            poststelle_keys: poststelle::KeyCache::default(),
             schema_cache: data_schemas::SchemaCache::default(),
             oidc,
             logout_wake: Arc::new(tokio::sync::Notify::new()),

@@ -14,7 +14,7 @@
 //! receipt is filed before the decision is recorded, so an interrupted run finishes the
 //! same decision on retry instead of deciding twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -95,6 +95,40 @@ impl PoststelleStatus {
             "problem": self.problem,
             "waiting": self.waiting.iter().map(|(r, n)| json!({"reason": r, "count": n})).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// Destination private keys already unwrapped and parsed, per (destination, kid). A kid's key
+/// never changes (rotation adds kids), so entries stay valid; parsing a 4096-bit key and
+/// setting up its blinding costs about as much as a private-key operation, which the
+/// worker paid three times per submission before.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    decryption: Mutex<HashMap<(String, String), Arc<crypto::RsaDecryptionKey>>>,
+    signing: Mutex<HashMap<(String, String), Arc<crypto::RsaSigningKey>>>,
+}
+
+/// Entries per map; beyond it the map starts over (far more than the platform's
+/// destinations' keys, so it never happens in practice).
+const KEY_CACHE_MAX: usize = 4096;
+
+fn cached<K>(
+    map: &Mutex<HashMap<(String, String), Arc<K>>>,
+    key: &(String, String),
+) -> Option<Arc<K>> {
+    map.lock().ok().and_then(|m| m.get(key).cloned())
+}
+
+fn remember<K>(
+    map: &Mutex<HashMap<(String, String), Arc<K>>>,
+    key: (String, String),
+    value: Arc<K>,
+) {
+    if let Ok(mut m) = map.lock() {
+        if m.len() >= KEY_CACHE_MAX {
+            m.clear();
+        }
+        m.insert(key, value);
     }
 }
 
@@ -575,7 +609,8 @@ impl App {
     /// Decrypts metadata, data and attachments with the destination's encryption keys: the
     /// key the JWE's `kid` names first, then the current ones, then retired ones.
     async fn poststelle_decrypt(&self, s: &store::SubmissionRecord) -> Result<Decrypted> {
-        let mut keys = Vec::new();
+        let mut loaded: Vec<(String, Arc<crypto::RsaDecryptionKey>)> = Vec::new();
+        let mut unparsed = Vec::new();
         for k in self.store.destination_keys(&s.destination_id).await? {
             if k.key_use != "encryption" {
                 continue;
@@ -583,10 +618,33 @@ impl App {
             let Some(wrapped) = &k.wrapped_private else {
                 continue;
             };
+            let id = (s.destination_id.clone(), k.kid.clone());
+            if let Some(key) = cached(&self.poststelle_keys.decryption, &id) {
+                loaded.push((k.kid.clone(), key));
+                continue;
+            }
             let der = self
                 .kek
                 .unwrap(&key_aad(&s.destination_id, &k.kid), wrapped)?;
-            keys.push((k.kid.clone(), der, cert_of(&k.public_jwk)?));
+            unparsed.push((id, der, cert_of(&k.public_jwk)?));
+        }
+        if !unparsed.is_empty() {
+            let parsed = tokio::task::spawn_blocking(move || {
+                unparsed
+                    .into_iter()
+                    .filter_map(|(id, der, cert)| {
+                        crypto::RsaDecryptionKey::from_der(&der, &cert)
+                            .ok()
+                            .map(|k| (id, Arc::new(k)))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(internal)?;
+            for (id, key) in parsed {
+                loaded.push((id.1.clone(), key.clone()));
+                remember(&self.poststelle_keys.decryption, id, key);
+            }
         }
         let metadata = s.encrypted_metadata.clone().unwrap_or_default();
         let data = s.encrypted_data.clone();
@@ -609,19 +667,12 @@ impl App {
         }
         let limits = self.settings.zustelldienst.limits;
         tokio::task::spawn_blocking(move || {
-            let loaded: Vec<(String, crypto::RsaDecryptionKey)> = keys
-                .iter()
-                .filter_map(|(kid, der, cert)| {
-                    crypto::RsaDecryptionKey::from_der(der, cert)
-                        .ok()
-                        .map(|k| (kid.clone(), k))
-                })
-                .collect();
             let open = |jwe: &str, max: u64| -> Opened {
                 let parsed = crypto::JweCompact::parse(jwe.trim())
                     .map_err(|e| format!("not a usable JWE: {e}"))?;
                 let named = parsed.header().kid().map(str::to_owned);
-                let mut order: Vec<&(String, crypto::RsaDecryptionKey)> = loaded.iter().collect();
+                let mut order: Vec<&(String, Arc<crypto::RsaDecryptionKey>)> =
+                    loaded.iter().collect();
                 order.sort_by_key(|(kid, _)| Some(kid) != named.as_ref());
                 let max = usize::try_from(max).unwrap_or(usize::MAX);
                 for (_, key) in order {
@@ -666,11 +717,25 @@ impl App {
             .ok_or_else(|| {
                 AppError::Internal(format!("destination {} has no signing key", dest.id))
             })?;
-        let der = self.kek.unwrap(
-            &key_aad(&dest.id, &sig.kid),
-            sig.wrapped_private.as_deref().unwrap_or_default(),
-        )?;
-        let cert = cert_of(&sig.public_jwk)?;
+        let id = (dest.id.clone(), sig.kid.clone());
+        let dest_key = match cached(&self.poststelle_keys.signing, &id) {
+            Some(k) => k,
+            None => {
+                let der = self.kek.unwrap(
+                    &key_aad(&dest.id, &sig.kid),
+                    sig.wrapped_private.as_deref().unwrap_or_default(),
+                )?;
+                let cert = cert_of(&sig.public_jwk)?;
+                let key = tokio::task::spawn_blocking(move || {
+                    crypto::RsaSigningKey::from_der(&der, &cert)
+                })
+                .await
+                .map_err(internal)??;
+                let key = Arc::new(key);
+                remember(&self.poststelle_keys.signing, id, key.clone());
+                key
+            }
+        };
         let service_key = self
             .routing_keys
             .first()
@@ -706,9 +771,8 @@ impl App {
         let (set_token, jws) = {
             let (set_s, claims_s) = (set_s.clone(), claims_s.clone());
             tokio::task::spawn_blocking(move || -> std::result::Result<_, crypto::Error> {
-                let key = crypto::RsaSigningKey::from_der(&der, &cert)?;
                 Ok((
-                    key.sign_compact(Some(zustelldienst::event::SET_TYP), set_s.as_bytes())?,
+                    dest_key.sign_compact(Some(zustelldienst::event::SET_TYP), set_s.as_bytes())?,
                     service_key.sign_compact(None, claims_s.as_bytes())?,
                 ))
             })

@@ -1146,6 +1146,12 @@ impl App {
     /// ends; an interrupted batch is simply signed again — `set_event_tokens` keeps the
     /// first signature of each event).
     pub async fn run_set_signer(self: Arc<Self>) {
+        // Signing and storing overlap: while one batch's tokens are being committed (an
+        // fsync and a hundred updates), the next batch is already signing, so the cores do
+        // not wait for the disk. `cursor` skips the batch in flight; after a failed write, or
+        // when nothing is left above it, the scan starts again from the oldest.
+        let mut writing: Option<tokio::task::JoinHandle<Result<()>>> = None;
+        let mut cursor = 0i64;
         loop {
             // Senders first: while intake requests arrive, signing waits (reads of the
             // event log sign on demand), unless the backlog grows beyond the bound.
@@ -1161,15 +1167,53 @@ impl App {
                     _ => batch = 8,
                 }
             }
-            match self.sign_pending(batch).await {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "SET signer"),
+            let pending = match self.store.unsigned_events_after(cursor, batch).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "SET signer");
+                    Vec::new()
+                }
+            };
+            if pending.is_empty() {
+                if let Some(w) = writing.take() {
+                    finish_token_write(w).await;
+                }
+                if cursor > 0 {
+                    cursor = 0;
+                    continue;
+                }
+                tokio::select! {
+                    () = self.signer_wake.notified() => {}
+                    () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                }
+                continue;
             }
-            tokio::select! {
-                () = self.signer_wake.notified() => {}
-                () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            cursor = pending.last().map_or(cursor, |e| e.id);
+            let made = match self
+                .sign_claims(pending.into_iter().map(|r| (r.id, r.claims)).collect())
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "SET signer");
+                    cursor = 0;
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Some(w) = writing.take()
+                && !finish_token_write(w).await
+            {
+                cursor = 0;
             }
+            let store = self.store.clone();
+            writing = Some(tokio::spawn(async move {
+                store
+                    .set_event_tokens(made)
+                    .await
+                    .map(|_| ())
+                    .map_err(AppError::from)
+            }));
         }
     }
 
@@ -1768,5 +1812,20 @@ impl App {
             tracing::info!(deleted, "deleted attachment files no submission names");
         }
         Ok(deleted)
+    }
+}
+
+/// Waits for a token write of the signer; false if it failed (the batch is signed again).
+async fn finish_token_write(w: tokio::task::JoinHandle<Result<()>>) -> bool {
+    match w.await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "SET signer: storing tokens failed; signing again");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "SET signer: token write task failed");
+            false
+        }
     }
 }

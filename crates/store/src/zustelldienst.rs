@@ -919,10 +919,17 @@ impl Store {
 
     /// Service events whose SET has not been signed yet, oldest first.
     pub async fn unsigned_events(&self, limit: i64) -> Result<Vec<EventRecord>> {
+        self.unsigned_events_after(0, limit).await
+    }
+
+    /// Unsigned events with an id above `after`, oldest first (the signer's cursor skips
+    /// the batch whose tokens it is still writing).
+    pub async fn unsigned_events_after(&self, after: i64, limit: i64) -> Result<Vec<EventRecord>> {
         let rows = sqlx::query(
             "SELECT id, case_id, submission_id, event, issuer, iat, claims, token FROM zd_events \
-             WHERE token IS NULL ORDER BY id LIMIT $1",
+             WHERE token IS NULL AND id > $1 ORDER BY id LIMIT $2",
         )
+        .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
