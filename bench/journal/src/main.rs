@@ -80,7 +80,7 @@ fn log(msg: impl std::fmt::Display) {
 
 struct Appender<'a> {
     store: &'a Store,
-    signer: &'a TreeHeadSigner,
+    signer: &'a std::sync::Arc<TreeHeadSigner>,
     frontier: Option<Frontier>,
     rng: Rng,
     next: u64,
@@ -108,7 +108,10 @@ impl Appender<'_> {
                     usize::try_from(n)?,
                     &mut self.frontier,
                     OffsetDateTime::now_utc(),
-                    |h| self.signer.sign(h),
+                    {
+                        let signer = self.signer.clone();
+                        move |h| signer.sign(h)
+                    },
                 )
                 .await?
                 .ok_or("nothing sequenced")?;
@@ -159,7 +162,9 @@ async fn main() -> Res<()> {
     )
     .await?;
     store.migrate().await?;
-    let signer = TreeHeadSigner::from_pkcs8(&TreeHeadSigner::generate_pkcs8()?)?;
+    let signer = std::sync::Arc::new(TreeHeadSigner::from_pkcs8(
+        &TreeHeadSigner::generate_pkcs8()?,
+    )?);
     let mut rows: Vec<(String, String)> = Vec::new();
 
     // 1. Append.

@@ -22,7 +22,8 @@ const BATCH: usize = 4096;
 
 /// The sequencer's state: the signing key and the cached right edge of the tree.
 pub struct JournalState {
-    signer: TreeHeadSigner,
+    /// Shared with the sequencing job, which may run on the store's writer thread.
+    signer: Arc<TreeHeadSigner>,
     frontier: tokio::sync::Mutex<Option<Frontier>>,
     pub(crate) wake: tokio::sync::Notify,
 }
@@ -51,7 +52,7 @@ impl JournalState {
         let signer = TreeHeadSigner::from_pkcs8(&der)
             .map_err(|e| AppError::Internal(format!("journal key: {e}")))?;
         Ok(JournalState {
-            signer,
+            signer: Arc::new(signer),
             frontier: tokio::sync::Mutex::new(None),
             wake: tokio::sync::Notify::new(),
         })
@@ -71,10 +72,10 @@ impl App {
     /// Sequences what is queued (one batch); returns the new signed head, if any.
     pub async fn journal_sequence_once(&self) -> Result<Option<SignedTreeHead>> {
         let mut frontier = self.journal.frontier.lock().await;
-        let signer = &self.journal.signer;
+        let signer = self.journal.signer.clone();
         Ok(self
             .store
-            .sequence_journal(BATCH, &mut frontier, OffsetDateTime::now_utc(), |h| {
+            .sequence_journal(BATCH, &mut frontier, OffsetDateTime::now_utc(), move |h| {
                 signer.sign(h)
             })
             .await?)

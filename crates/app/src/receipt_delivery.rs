@@ -120,7 +120,11 @@ impl App {
                     tracing::warn!(submission = %r.submission_id, %message, "receipt not placed in the Postfach");
                     format!("undeliverable: {message}")
                 }
-                Err(e) => return Err(e),
+                // Stays due and is tried again on the next pass; the others go on.
+                Err(e) => {
+                    tracing::warn!(submission = %r.submission_id, error = %e, "receipt delivery failed; will retry");
+                    continue;
+                }
             };
             self.store
                 .set_receipt_postfach_outcome(&r.submission_id, &outcome)

@@ -362,6 +362,149 @@ async fn load_frontier(
     Ok(frontier)
 }
 
+/// The SQL of the synchronous sequencer (SQLite files). The same tables and statements as
+/// [`Store::sequence_on`], one row per statement: a prepared single-row insert is the
+/// fastest form on a rusqlite connection, where binding thousands of `$n` parameters of
+/// a multi-row statement by name would cost more than it saves.
+const SQL_STATE: &str = "SELECT tree_size, root, timestamp_ms FROM journal_tree_heads \
+     ORDER BY tree_size DESC LIMIT 1";
+const SQL_NODE: &str = "SELECT hash FROM journal_nodes WHERE level = $1 AND idx = $2";
+const SQL_LEAF_HASH: &str = "SELECT leaf_hash FROM journal_leaves WHERE seq = $1";
+const SQL_QUEUED: &str = "SELECT id, subject_key, entry FROM journal_queue ORDER BY id LIMIT $1";
+const SQL_LEAF_INSERT: &str =
+    "INSERT INTO journal_leaves (seq, entry, leaf_hash) VALUES ($1, $2, $3)";
+const SQL_SUBJECT_INSERT: &str =
+    "INSERT INTO journal_subjects (bucket, subject_key, seq) VALUES ($1, $2, $3)";
+const SQL_NODE_INSERT: &str = "INSERT INTO journal_nodes (level, idx, hash) VALUES ($1, $2, $3)";
+const SQL_HEAD_INSERT: &str = "INSERT INTO journal_tree_heads (tree_size, root, timestamp_ms, signature, key_id) \
+     VALUES ($1, $2, $3, $4, $5)";
+/// By range: the writer holds SQLite's write lock from the read to the commit, so the batch
+/// is exactly the queue's first rows (PostgreSQL, where that does not hold, deletes by id).
+const SQL_QUEUE_DELETE_UPTO: &str = "DELETE FROM journal_queue WHERE id <= $1";
+
+fn sync_err(e: rusqlite::Error) -> StoreError {
+    crate::sync_writer::store_error(e, || "journal sequencer: a row exists already".into())
+}
+
+/// [`Store::sequence_on`] on the synchronous writer's connection, inside its group
+/// transaction. Returns the signed head (`None`: nothing queued) and the right edge.
+fn sequence_sync(
+    c: &rusqlite::Connection,
+    max_batch: usize,
+    cached: Option<Frontier>,
+    now: OffsetDateTime,
+    sign: impl FnOnce(&TreeHead) -> SignedTreeHead,
+) -> Result<(Option<SignedTreeHead>, Option<Frontier>)> {
+    use crate::sync_writer::{exec, query_all, query_opt};
+    let state = query_opt(c, SQL_STATE, &[], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })
+    .map_err(sync_err)?;
+    let (size, root, last_timestamp) = match state {
+        None => (0, ::journal::empty_root(), i64::MIN),
+        Some((size, root, ts)) => (
+            to_u64(size, "journal tree size")?,
+            hash_of(&root, "journal root")?,
+            ts,
+        ),
+    };
+    let mut tree = match cached {
+        Some(f) if f.size() == size && f.root() == root => f,
+        _ => {
+            let mut nodes = HashMap::new();
+            for id in Frontier::node_ids(size) {
+                let index = to_i64(id.index, "journal node")?;
+                let hash = if id.level == 0 {
+                    query_opt(c, SQL_LEAF_HASH, &[&index], |r| r.get::<_, Vec<u8>>(0))
+                } else {
+                    query_opt(c, SQL_NODE, &[&i64::from(id.level), &index], |r| {
+                        r.get::<_, Vec<u8>>(0)
+                    })
+                }
+                .map_err(sync_err)?;
+                if let Some(h) = hash {
+                    nodes.insert(id, hash_of(&h, "journal node")?);
+                }
+            }
+            let f = Frontier::from_nodes(size, |id| nodes.get(&id).copied()).map_err(|e| {
+                StoreError::Corrupt(format!("journal right edge at size {size}: {e}"))
+            })?;
+            if f.root() != root {
+                return Err(StoreError::Corrupt(format!(
+                    "journal nodes give another root than the signed head of size {size}"
+                )));
+            }
+            f
+        }
+    };
+    let limit = i64::try_from(max_batch).unwrap_or(i64::MAX);
+    let rows = query_all(c, SQL_QUEUED, &[&limit], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })
+    .map_err(sync_err)?;
+    let Some(&(last_id, _, _)) = rows.last() else {
+        return Ok((None, Some(tree)));
+    };
+    let mut nodes: Vec<Node> = Vec::with_capacity(32);
+    for (_, key, entry) in &rows {
+        let leaf = ::journal::leaf_hash(entry.as_bytes());
+        let seq = tree.size();
+        let seq_sql = to_i64(seq, "journal seq")?;
+        exec(c, SQL_LEAF_INSERT, &[&seq_sql, entry, &&leaf.0[..]]).map_err(sync_err)?;
+        let bucket = to_i64(seq >> SUBJECT_BUCKET_BITS, "bucket")?;
+        exec(c, SQL_SUBJECT_INSERT, &[&bucket, key, &seq_sql]).map_err(sync_err)?;
+        tree.append_with(leaf, |n| {
+            if n.id.level > 0 {
+                nodes.push(n);
+            }
+        });
+        for n in nodes.drain(..) {
+            let idx = to_i64(n.id.index, "journal node")?;
+            exec(
+                c,
+                SQL_NODE_INSERT,
+                &[&i64::from(n.id.level), &idx, &&n.hash.0[..]],
+            )
+            .map_err(sync_err)?;
+        }
+    }
+    exec(c, SQL_QUEUE_DELETE_UPTO, &[&last_id]).map_err(sync_err)?;
+    let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let head = TreeHead {
+        size: tree.size(),
+        root: tree.root(),
+        timestamp_ms: now_ms.max(last_timestamp),
+    };
+    let signed = sign(&head);
+    if signed.head() != head {
+        return Err(StoreError::Conflict(
+            "the journal signer returned a head for another tree".into(),
+        ));
+    }
+    let tree_size = to_i64(signed.tree_size, "journal tree size")?;
+    exec(
+        c,
+        SQL_HEAD_INSERT,
+        &[
+            &tree_size,
+            &&signed.root_hash.0[..],
+            &signed.timestamp,
+            &signed.signature,
+            &signed.key_id,
+        ],
+    )
+    .map_err(sync_err)?;
+    Ok((Some(signed), Some(tree)))
+}
+
 fn head_from_row(r: &sqlx::any::AnyRow) -> Result<SignedTreeHead> {
     Ok(SignedTreeHead {
         tree_size: to_u64(r.try_get("tree_size")?, "journal tree size")?,
@@ -416,7 +559,7 @@ impl Store {
         max_batch: usize,
         frontier: &mut Option<Frontier>,
         now: OffsetDateTime,
-        sign: impl FnOnce(&TreeHead) -> SignedTreeHead,
+        sign: impl FnOnce(&TreeHead) -> SignedTreeHead + Send + 'static,
     ) -> Result<Option<SignedTreeHead>> {
         // Without the write lock: an idle sequencer polling an empty queue blocks nobody.
         let waiting: Option<i64> = sqlx::query_scalar("SELECT id FROM journal_queue LIMIT 1")
@@ -424,6 +567,18 @@ impl Store {
             .await?;
         if waiting.is_none() || max_batch == 0 {
             return Ok(None);
+        }
+        if self.has_sync_writer() {
+            // SQLite files: on the synchronous writer's connection (`sync_writer.rs`),
+            // where each of a batch's ~12,000 statements costs microseconds instead of a
+            // hand-off to sqlx's worker thread. The batch joins the writer's group
+            // transaction like any other job (it holds the write lock either way).
+            let cached = frontier.take();
+            let (head, tree) = self
+                .write_sync(move |c| sequence_sync(c, max_batch, cached, now, sign))
+                .await?;
+            *frontier = tree;
+            return Ok(head);
         }
         let mut conn = self.pool.acquire().await?;
         // A batch dirties a few MB of pages; in the pool's small page cache SQLite would
@@ -460,7 +615,7 @@ impl Store {
         max_batch: usize,
         frontier: &mut Option<Frontier>,
         now: OffsetDateTime,
-        sign: impl FnOnce(&TreeHead) -> SignedTreeHead,
+        sign: impl FnOnce(&TreeHead) -> SignedTreeHead + Send + 'static,
     ) -> Result<Option<SignedTreeHead>> {
         use sqlx::Connection as _;
         let mut tx = match self.backend {

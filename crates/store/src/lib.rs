@@ -79,6 +79,10 @@ pub enum StoreError {
     SchemaTooNew(i64),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A failure of the synchronous SQLite writer (I/O, a broken connection): not the
+    /// caller's fault, like `Database`.
+    #[error("database error: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {

@@ -831,10 +831,10 @@ impl Store {
             queue
                 .send(IssueJob { issue, now, reply })
                 .await
-                .map_err(|_| crate::StoreError::Conflict("the token writer stopped".into()))?;
+                .map_err(|_| crate::StoreError::Unavailable("the token writer stopped".into()))?;
             return rx
                 .await
-                .map_err(|_| crate::StoreError::Conflict("the token writer stopped".into()))?;
+                .map_err(|_| crate::StoreError::Unavailable("the token writer stopped".into()))?;
         }
         let mut tx = self.begin_write().await?;
         let outcome = apply_issue_pg(&mut tx, &issue, now).await?;

@@ -2,9 +2,10 @@
 //! processes a submission; waiting submissions with their reason), the signed receipts and
 //! the cases filed for the clerks. Contents arrive wrapped (team data key) and leave wrapped.
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
+use crate::zustelldienst::{Decision, Guarded, apply_decision};
 use crate::{Result, Store, conflict, ts};
 
 /// A decided submission's receipt, with the destination's signed decision.
@@ -98,6 +99,79 @@ fn receipt_row(r: &sqlx::any::AnyRow) -> Result<ReceiptRecord> {
         postfach_ref: r.try_get("postfach_ref")?,
         postfach_outcome: r.try_get("postfach_outcome")?,
     })
+}
+
+/// Inserts a receipt and its case inside the caller's transaction.
+async fn insert_filed(
+    c: &mut AnyConnection,
+    receipt: &ReceiptRecord,
+    case: Option<&FiledCase>,
+    now: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ps_receipts (submission_id, case_id, destination_id, sender_client_id, decision, claims, jws, \
+         set_jti, set_iat, set_claims, set_token, check_report, journal_proof, created_at, postfach_ref) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(&receipt.submission_id)
+    .bind(&receipt.case_id)
+    .bind(&receipt.destination_id)
+    .bind(&receipt.sender_client_id)
+    .bind(&receipt.decision)
+    .bind(&receipt.claims)
+    .bind(&receipt.jws)
+    .bind(&receipt.set_jti)
+    .bind(receipt.set_iat)
+    .bind(&receipt.set_claims)
+    .bind(&receipt.set_token)
+    .bind(&receipt.check_report)
+    .bind(&receipt.journal_proof)
+    .bind(now)
+    .bind(&receipt.postfach_ref)
+    .execute(&mut *c)
+    .await
+    .map_err(|e| {
+        conflict(e, || {
+            format!("submission {} has a receipt already", receipt.submission_id)
+        })
+    })?;
+    let Some(f) = case else { return Ok(()) };
+    sqlx::query(
+        "INSERT INTO ps_cases (submission_id, authority_ars, destination_id, case_id, service_identifier, \
+         service_name, received_at, decided_at, metadata, data_wrapped, data_sha512, check_report, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(&f.submission_id)
+    .bind(&f.authority_ars)
+    .bind(&f.destination_id)
+    .bind(&f.case_id)
+    .bind(&f.service_identifier)
+    .bind(&f.service_name)
+    .bind(&f.received_at)
+    .bind(&f.decided_at)
+    .bind(&f.metadata)
+    .bind(&f.data_wrapped)
+    .bind(&f.data_sha512)
+    .bind(&f.check_report)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    for a in &f.attachments {
+        sqlx::query(
+            "INSERT INTO ps_case_attachments (submission_id, attachment_id, filename, mime_type, size, sha512, content_wrapped) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&f.submission_id)
+        .bind(&a.attachment_id)
+        .bind(&a.filename)
+        .bind(&a.mime_type)
+        .bind(a.size)
+        .bind(&a.sha512)
+        .bind(&a.content_wrapped)
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -215,71 +289,37 @@ impl Store {
     ) -> Result<()> {
         let now = ts(now);
         self.write(move |c| {
+            Box::pin(async move { insert_filed(c, &receipt, case.as_ref(), &now).await })
+        })
+        .await
+    }
+
+    /// Everything the ePoststelle's decision changes, in one transaction: the receipt and
+    /// the case filed, the decision recorded through the Zustelldienst's path (status,
+    /// event, journal entry, sender callback) and the work item ended. So no crash can leave
+    /// a receipt without its decision, and one commit serves what took three. If the
+    /// submission was decided otherwise meanwhile, nothing is written (`WrongState`); a
+    /// receipt filed already (by a run of an older version) is a conflict.
+    pub async fn poststelle_conclude(
+        &self,
+        receipt: ReceiptRecord,
+        case: Option<FiledCase>,
+        decision: Decision,
+        now: OffsetDateTime,
+    ) -> Result<Guarded<()>> {
+        let now = ts(now);
+        self.write(move |c| {
             Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO ps_receipts (submission_id, case_id, destination_id, sender_client_id, decision, claims, jws, \
-                     set_jti, set_iat, set_claims, set_token, check_report, journal_proof, created_at, postfach_ref) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                )
-                .bind(&receipt.submission_id)
-                .bind(&receipt.case_id)
-                .bind(&receipt.destination_id)
-                .bind(&receipt.sender_client_id)
-                .bind(&receipt.decision)
-                .bind(&receipt.claims)
-                .bind(&receipt.jws)
-                .bind(&receipt.set_jti)
-                .bind(receipt.set_iat)
-                .bind(&receipt.set_claims)
-                .bind(&receipt.set_token)
-                .bind(&receipt.check_report)
-                .bind(&receipt.journal_proof)
-                .bind(&now)
-                .bind(&receipt.postfach_ref)
-                .execute(&mut *c)
-                .await
-                .map_err(|e| {
-                    conflict(e, || {
-                        format!("submission {} has a receipt already", receipt.submission_id)
-                    })
-                })?;
-                let Some(f) = case else { return Ok(()) };
-                sqlx::query(
-                    "INSERT INTO ps_cases (submission_id, authority_ars, destination_id, case_id, service_identifier, \
-                     service_name, received_at, decided_at, metadata, data_wrapped, data_sha512, check_report, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                )
-                .bind(&f.submission_id)
-                .bind(&f.authority_ars)
-                .bind(&f.destination_id)
-                .bind(&f.case_id)
-                .bind(&f.service_identifier)
-                .bind(&f.service_name)
-                .bind(&f.received_at)
-                .bind(&f.decided_at)
-                .bind(&f.metadata)
-                .bind(&f.data_wrapped)
-                .bind(&f.data_sha512)
-                .bind(&f.check_report)
-                .bind(&now)
-                .execute(&mut *c)
-                .await?;
-                for a in &f.attachments {
-                    sqlx::query(
-                        "INSERT INTO ps_case_attachments (submission_id, attachment_id, filename, mime_type, size, sha512, content_wrapped) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(&f.submission_id)
-                    .bind(&a.attachment_id)
-                    .bind(&a.filename)
-                    .bind(&a.mime_type)
-                    .bind(a.size)
-                    .bind(&a.sha512)
-                    .bind(&a.content_wrapped)
+                let outcome = apply_decision(c, &decision, &now).await?;
+                if !matches!(outcome, Guarded::Done(())) {
+                    return Ok(outcome);
+                }
+                insert_filed(c, &receipt, case.as_ref(), &now).await?;
+                sqlx::query("DELETE FROM ps_work WHERE submission_id = $1")
+                    .bind(&receipt.submission_id)
                     .execute(&mut *c)
                     .await?;
-                }
-                Ok(())
+                Ok(outcome)
             })
         })
         .await

@@ -92,7 +92,7 @@ fn run_group(conn: &Connection, jobs: Vec<SyncJob>) -> rusqlite::Result<()> {
     let fail_all = |done: Vec<Done>, e: &rusqlite::Error| {
         let msg = e.to_string();
         for d in done {
-            d(Err(StoreError::Conflict(format!(
+            d(Err(StoreError::Unavailable(format!(
                 "the database did not commit: {msg}"
             ))));
         }
@@ -190,11 +190,11 @@ fn bind(stmt: &mut rusqlite::CachedStatement<'_>, params: &[&dyn ToSql]) -> rusq
 }
 
 /// A rusqlite error as the store's: constraint violations are conflicts (`what` says
-/// which), anything else a database failure.
+/// which), anything else the database's failure.
 pub(crate) fn store_error(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(what()),
-        _ => StoreError::Conflict(format!("database error: {e}")),
+        _ => StoreError::Unavailable(e.to_string()),
     }
 }
 
@@ -213,7 +213,7 @@ impl Store {
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
         let Some(queue) = &self.sync_writer else {
-            return Err(StoreError::Conflict(
+            return Err(StoreError::Unavailable(
                 "no synchronous writer on this database".into(),
             ));
         };
@@ -232,9 +232,9 @@ impl Store {
         queue
             .send(job)
             .await
-            .map_err(|_| StoreError::Conflict("the intake writer has stopped".into()))?;
+            .map_err(|_| StoreError::Unavailable("the intake writer has stopped".into()))?;
         rx.await.map_err(|_| {
-            StoreError::Conflict("the database is unavailable (write not committed)".into())
+            StoreError::Unavailable("the database is unavailable (write not committed)".into())
         })?
     }
 }

@@ -86,16 +86,16 @@ async fn run_group(conn: &mut AnyConnection, jobs: Vec<WriteJob>) -> Result<()> 
         for WriteJob(work) in jobs {
             drop(work);
         }
-        return Err(StoreError::Conflict(format!("begin: {msg}")));
+        return Err(StoreError::Unavailable(format!("begin: {msg}")));
     }
     for WriteJob(work) in jobs {
         if let Err(e) = conn.execute("SAVEPOINT job").await {
             let _ = conn.execute("ROLLBACK").await;
             let msg = e.to_string();
             for c in completions {
-                c(Err(StoreError::Conflict(format!("savepoint: {msg}"))));
+                c(Err(StoreError::Unavailable(format!("savepoint: {msg}"))));
             }
-            return Err(StoreError::Conflict(msg));
+            return Err(StoreError::Unavailable(msg));
         }
         let (ok, completion) = work(conn).await;
         let end = if ok {
@@ -111,9 +111,11 @@ async fn run_group(conn: &mut AnyConnection, jobs: Vec<WriteJob>) -> Result<()> 
             let _ = conn.execute("ROLLBACK").await;
             let msg = e.to_string();
             for c in completions {
-                c(Err(StoreError::Conflict(format!("savepoint end: {msg}"))));
+                c(Err(StoreError::Unavailable(format!(
+                    "savepoint end: {msg}"
+                ))));
             }
-            return Err(StoreError::Conflict(msg));
+            return Err(StoreError::Unavailable(msg));
         }
     }
     match conn.execute("COMMIT").await {
@@ -127,9 +129,11 @@ async fn run_group(conn: &mut AnyConnection, jobs: Vec<WriteJob>) -> Result<()> 
             let _ = conn.execute("ROLLBACK").await;
             let msg = e.to_string();
             for c in completions {
-                c(Err(StoreError::Conflict(format!("commit failed: {msg}"))));
+                c(Err(StoreError::Unavailable(format!(
+                    "commit failed: {msg}"
+                ))));
             }
-            Err(StoreError::Conflict(msg))
+            Err(StoreError::Unavailable(msg))
         }
     }
 }
@@ -164,9 +168,11 @@ impl Store {
                 queue
                     .send(WriteJob(work))
                     .await
-                    .map_err(|_| StoreError::Conflict("the write queue has stopped".into()))?;
+                    .map_err(|_| StoreError::Unavailable("the write queue has stopped".into()))?;
                 rx.await.map_err(|_| {
-                    StoreError::Conflict("the database is unavailable (write not committed)".into())
+                    StoreError::Unavailable(
+                        "the database is unavailable (write not committed)".into(),
+                    )
                 })?
             }
             _ => {

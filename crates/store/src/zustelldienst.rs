@@ -255,6 +255,37 @@ async fn insert_event(c: &mut AnyConnection, e: &NewEvent, now: &str) -> Result<
     Ok(())
 }
 
+/// Records a decision inside the caller's transaction if the submission is in one of
+/// `d.from`; changes nothing otherwise.
+pub(crate) async fn apply_decision(
+    c: &mut AnyConnection,
+    d: &Decision,
+    now: &str,
+) -> Result<Guarded<()>> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM zd_submissions WHERE id = $1")
+            .bind(&d.submission_id)
+            .fetch_optional(&mut *c)
+            .await?;
+    let Some(status) = status else {
+        return Ok(Guarded::NotFound);
+    };
+    if !d.from.contains(&status) {
+        return Ok(Guarded::WrongState(status));
+    }
+    sqlx::query("UPDATE zd_submissions SET status = $2, decided_at = $3 WHERE id = $1")
+        .bind(&d.submission_id)
+        .bind(&d.to)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    insert_event(c, &d.event, now).await?;
+    if let Some(cb) = &d.callback {
+        insert_callback(c, cb, now).await?;
+    }
+    Ok(Guarded::Done(()))
+}
+
 async fn insert_callback(c: &mut AnyConnection, cb: &NewCallback, now: &str) -> Result<()> {
     sqlx::query(SQL_CALLBACK_INSERT)
         .bind(&cb.url)
@@ -846,28 +877,8 @@ impl Store {
     /// Records a decision if the submission is in one of `from`.
     pub async fn decide_submission(&self, d: Decision, now: OffsetDateTime) -> Result<Guarded<()>> {
         let now = ts(now);
-        self.write(move |c| {
-            Box::pin(async move {
-                let Some(s) = load_submission(c, &d.submission_id).await? else {
-                    return Ok(Guarded::NotFound);
-                };
-                if !d.from.contains(&s.status) {
-                    return Ok(Guarded::WrongState(s.status));
-                }
-                sqlx::query("UPDATE zd_submissions SET status = $2, decided_at = $3 WHERE id = $1")
-                    .bind(&d.submission_id)
-                    .bind(&d.to)
-                    .bind(&now)
-                    .execute(&mut *c)
-                    .await?;
-                insert_event(c, &d.event, &now).await?;
-                if let Some(cb) = &d.callback {
-                    insert_callback(c, cb, &now).await?;
-                }
-                Ok(Guarded::Done(()))
-            })
-        })
-        .await
+        self.write(move |c| Box::pin(async move { apply_decision(c, &d, &now).await }))
+            .await
     }
 
     // ---------------------------------------------------------------- events

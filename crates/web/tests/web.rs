@@ -2792,6 +2792,33 @@ async fn ep_submit_with_reply(
     (sub, case)
 }
 
+/// A destination the platform holds (Samtgemeinde Nenndorf's ePoststelle) for `service`
+/// with the demo data schema: its id and its public encryption key, as a sender fetches it.
+async fn ep_held_destination(
+    base: &str,
+    api: &str,
+    service: &str,
+) -> (String, crypto::RsaEncryptionKey) {
+    use serde_json::json;
+    let (st, d) = send(
+        client()
+            .post(format!("{base}/api/admin/v1/destinations"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"authorityArs": "032570000000",
+                "services": [{"identifier": service, "submissionSchemas": [{"schemaUri": FITKO_SCHEMA, "mimeType": "application/json"}], "regions": ["DE03257"]}],
+                "contactInformation": {"legalName": "Samtgemeinde Nenndorf", "address": "Rodenberger Allee 13, 31542 Bad Nenndorf", "phone": "+49 5723 7040", "email": "poststelle@example.org"}})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{d}");
+    let dest = d["destinationId"].as_str().unwrap().to_owned();
+    let (st, public) = send(client().get(format!("{api}/destinations/{dest}"))).await;
+    assert_eq!(st, StatusCode::OK, "{public}");
+    let kid = public["encryptionKid"].as_str().unwrap();
+    let (st, jwk) = send(client().get(format!("{api}/destinations/{dest}/keys/{kid}"))).await;
+    assert_eq!(st, StatusCode::OK, "{jwk}");
+    (dest, crypto::RsaEncryptionKey::from_jwk(&jwk).unwrap())
+}
+
 /// Waits until the ePoststelle decided and the receipt is there (404 before).
 async fn ep_receipt(api: &str, sender: &str, sub: &str) -> Value {
     let started = std::time::Instant::now();
@@ -3090,17 +3117,7 @@ async fn poststelle_places_the_receipt_in_the_citizens_postfach_for_portal_sende
     for s in servers() {
         let base = &s.base;
         let api = format!("{base}/submission-api/v1");
-        let (st, d) = send(
-            client()
-                .post(format!("{base}/api/admin/v1/destinations"))
-                .bearer_auth(ADMIN_TOKEN)
-                .json(&json!({"authorityArs": "032570000000",
-                    "services": [{"identifier": service, "submissionSchemas": [{"schemaUri": FITKO_SCHEMA, "mimeType": "application/json"}], "regions": ["DE03257"]}],
-                    "contactInformation": {"legalName": "Samtgemeinde Nenndorf", "address": "Rodenberger Allee 13, 31542 Bad Nenndorf", "phone": "+49 5723 7040", "email": "poststelle@example.org"}})),
-        )
-        .await;
-        assert_eq!(st, StatusCode::CREATED, "{d}");
-        let dest = d["destinationId"].as_str().unwrap().to_owned();
+        let (dest, key) = ep_held_destination(base, &api, service).await;
         let (_, portal) = fc_client(
             base,
             "Portal",
@@ -3111,10 +3128,6 @@ async fn poststelle_places_the_receipt_in_the_citizens_postfach_for_portal_sende
         )
         .await;
         let (_, other) = fc_client(base, "Fremder Onlinedienst", &[SCOPE_SEND]).await;
-        let (_, public) = send(client().get(format!("{api}/destinations/{dest}"))).await;
-        let kid = public["encryptionKid"].as_str().unwrap();
-        let (_, jwk) = send(client().get(format!("{api}/destinations/{dest}/keys/{kid}"))).await;
-        let key = crypto::RsaEncryptionKey::from_jwk(&jwk).unwrap();
         let postfach = s.demo.postfach_api.citizen_postfach_ref.clone();
         let fink = json!({"fink": {"finkPostfachRef": postfach, "host": format!("{base}/")}});
         let data = br#"{"familienname":"Mustermann","vorname":"Erika"}"#;
@@ -3218,24 +3231,9 @@ async fn poststelle_checks_scans_decides_and_confirms_receipt() {
         let base = &s.base;
         let api = format!("{base}/submission-api/v1");
         // The authority's ePoststelle: a destination the platform holds.
-        let (st, d) = send(
-            client()
-                .post(format!("{base}/api/admin/v1/destinations"))
-                .bearer_auth(ADMIN_TOKEN)
-                .json(&json!({"authorityArs": "032570000000",
-                    "services": [{"identifier": service, "submissionSchemas": [{"schemaUri": "https://schema.fitko.de/fim/s00000096_1.0.schema.json", "mimeType": "application/json"}], "regions": ["DE03257"]}],
-                    "contactInformation": {"legalName": "Samtgemeinde Nenndorf", "address": "Rodenberger Allee 13, 31542 Bad Nenndorf", "phone": "+49 5723 7040", "email": "poststelle@example.org"}})),
-        )
-        .await;
-        assert_eq!(st, StatusCode::CREATED, "{d}");
-        let dest = d["destinationId"].as_str().unwrap().to_owned();
+        let (dest, key) = ep_held_destination(base, &api, service).await;
         let (_, sender) = fc_client(base, "Onlinedienst ePoststelle", &[SCOPE_SEND]).await;
         let (_, other) = fc_client(base, "Anderer Onlinedienst", &[SCOPE_SEND]).await;
-        let (st, public) = send(client().get(format!("{api}/destinations/{dest}"))).await;
-        assert_eq!(st, StatusCode::OK, "{public}");
-        let kid = public["encryptionKid"].as_str().unwrap();
-        let (_, jwk) = send(client().get(format!("{api}/destinations/{dest}/keys/{kid}"))).await;
-        let key = crypto::RsaEncryptionKey::from_jwk(&jwk).unwrap();
         let jwks: Value = client()
             .get(format!("{base}/.well-known/jwks.json"))
             .send()
@@ -3490,7 +3488,10 @@ async fn poststelle_checks_scans_decides_and_confirms_receipt() {
         )
         .await;
         assert_eq!(st, StatusCode::OK, "{rotated}");
-        assert_ne!(rotated["encryptionKid"].as_str().unwrap(), kid);
+        assert_ne!(
+            rotated["encryptionKid"].as_str().unwrap(),
+            key.kid().unwrap()
+        );
         let (sub4, _) = ep_submit(
             &api,
             &sender,

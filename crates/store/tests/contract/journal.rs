@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 
 use super::each_backend;
 
-fn signer() -> TreeHeadSigner {
-    TreeHeadSigner::from_pkcs8(&TreeHeadSigner::generate_pkcs8().unwrap()).unwrap()
+fn signer() -> Arc<TreeHeadSigner> {
+    Arc::new(TreeHeadSigner::from_pkcs8(&TreeHeadSigner::generate_pkcs8().unwrap()).unwrap())
 }
 
 fn entry(i: u64) -> Entry {
@@ -36,11 +36,15 @@ async fn sequence(
     s: &Store,
     batch: usize,
     cache: &mut Option<Frontier>,
-    signer: &TreeHeadSigner,
+    signer: &Arc<TreeHeadSigner>,
 ) -> Option<SignedTreeHead> {
-    s.sequence_journal(batch, cache, OffsetDateTime::now_utc(), |h: &TreeHead| {
-        signer.sign(h)
-    })
+    let signer = signer.clone();
+    s.sequence_journal(
+        batch,
+        cache,
+        OffsetDateTime::now_utc(),
+        move |h: &TreeHead| signer.sign(h),
+    )
     .await
     .unwrap()
 }
@@ -225,9 +229,10 @@ async fn journal_refuses_invalid_entries_and_empty_exports() {
         // A signer that signs another head than the one asked for is refused.
         s.enqueue_journal(&entry(1)).await.unwrap();
         let mut cache = None;
+        let k = key.clone();
         let wrong = s
-            .sequence_journal(10, &mut cache, OffsetDateTime::now_utc(), |h| {
-                key.sign(&TreeHead {
+            .sequence_journal(10, &mut cache, OffsetDateTime::now_utc(), move |h| {
+                k.sign(&TreeHead {
                     size: h.size + 1,
                     ..*h
                 })
@@ -281,7 +286,7 @@ async fn journal_sequencer_restarts_from_storage() {
 async fn journal_concurrent_sequencers_keep_one_tree() {
     each_backend(|db| async move {
         let s = db.store().clone();
-        let key = Arc::new(signer());
+        let key = signer();
         let n = 400u64;
         let producer = {
             let s = s.clone();
