@@ -382,6 +382,29 @@ const SQL_HEAD_INSERT: &str = "INSERT INTO journal_tree_heads (tree_size, root, 
 /// is exactly the queue's first rows (PostgreSQL, where that does not hold, deletes by id).
 const SQL_QUEUE_DELETE_UPTO: &str = "DELETE FROM journal_queue WHERE id <= $1";
 
+/// The head of `tree` at `now` (never earlier than the previous head's `last_timestamp`),
+/// signed by `sign` and checked to be that head.
+fn sign_head(
+    tree: &Frontier,
+    now: OffsetDateTime,
+    last_timestamp: i64,
+    sign: impl FnOnce(&TreeHead) -> SignedTreeHead,
+) -> Result<SignedTreeHead> {
+    let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let head = TreeHead {
+        size: tree.size(),
+        root: tree.root(),
+        timestamp_ms: now_ms.max(last_timestamp),
+    };
+    let signed = sign(&head);
+    if signed.head() != head {
+        return Err(StoreError::Conflict(
+            "the journal signer returned a head for another tree".into(),
+        ));
+    }
+    Ok(signed)
+}
+
 fn sync_err(e: rusqlite::Error) -> StoreError {
     crate::sync_writer::store_error(e, || "journal sequencer: a row exists already".into())
 }
@@ -477,18 +500,7 @@ fn sequence_sync(
         }
     }
     exec(c, SQL_QUEUE_DELETE_UPTO, &[&last_id]).map_err(sync_err)?;
-    let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-    let head = TreeHead {
-        size: tree.size(),
-        root: tree.root(),
-        timestamp_ms: now_ms.max(last_timestamp),
-    };
-    let signed = sign(&head);
-    if signed.head() != head {
-        return Err(StoreError::Conflict(
-            "the journal signer returned a head for another tree".into(),
-        ));
-    }
+    let signed = sign_head(&tree, now, last_timestamp, sign)?;
     let tree_size = to_i64(signed.tree_size, "journal tree size")?;
     exec(
         c,
@@ -715,18 +727,7 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
 
-        let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-        let head = TreeHead {
-            size: tree.size(),
-            root: tree.root(),
-            timestamp_ms: now_ms.max(last_timestamp),
-        };
-        let signed = sign(&head);
-        if signed.head() != head {
-            return Err(StoreError::Conflict(
-                "the journal signer returned a head for another tree".into(),
-            ));
-        }
+        let signed = sign_head(&tree, now, last_timestamp, sign)?;
         sqlx::query(
             "INSERT INTO journal_tree_heads (tree_size, root, timestamp_ms, signature, key_id) \
              VALUES ($1, $2, $3, $4, $5)",
