@@ -38,6 +38,8 @@ const POLL: Duration = Duration::from_secs(3);
 /// (decryption, signing) and waiting (group commit, clamd); with two per core the cores
 /// were idle 17 % of the time (`bench/epoststelle.sh`), with four they always have RSA work.
 const IN_FLIGHT_PER_CORE: usize = 4;
+/// How many rounds of `limit` due ids one query fetches ahead.
+const DUE_AHEAD: usize = 8;
 
 pub const REASON_NO_SCANNER: &str = "pending-scan: no virus scanner configured (set RATHAUS_CLAMD_URL to unix:///… or tcp://host:port); submissions wait until one is";
 
@@ -306,38 +308,59 @@ impl App {
         let mut decided = 0;
         let mut more = true;
         let mut failed: Option<AppError> = None;
+        // Due ids fetched ahead: the due query walks the whole backlog of the held
+        // destinations, so asking it once per finished submission made a backlog cost
+        // quadratic time. An id fetched ahead may be taken by another node meanwhile; the
+        // claim (a lease) and the status check in `poststelle_process` settle that.
+        let mut queue = std::collections::VecDeque::new();
+        // Claims since the last fetch: a fetch none of whose ids could be claimed ends the
+        // round, so ids that stay unclaimable cannot spin it.
+        let mut claimed = 1;
         loop {
-            // Top up: take due submissions (those in flight hold a lease, so they are not
+            // Top up: claim due submissions (those in flight hold a lease, so they are not
             // due) until `limit` run or none is left.
             while more && running.len() < limit {
-                let now = OffsetDateTime::now_utc();
-                let wanted = i64::try_from(limit - running.len()).unwrap_or(1);
-                let due = match self.store.poststelle_due(now, wanted).await {
-                    Ok(d) => d,
-                    Err(e) => {
-                        failed.get_or_insert(e.into());
+                if queue.is_empty() {
+                    if claimed == 0 {
+                        more = false;
                         break;
                     }
-                };
-                let mut claimed = 0;
-                for id in due {
-                    match self.store.poststelle_claim(&id, now, LEASE).await {
-                        Ok(Some(attempts)) => {
-                            claimed += 1;
-                            let (app, scanner) = (self.clone(), scanner.cloned());
-                            running.spawn(async move {
-                                app.poststelle_item(&id, attempts, scanner.as_ref()).await
-                            });
+                    claimed = 0;
+                    let now = OffsetDateTime::now_utc();
+                    let ahead = i64::try_from(limit * DUE_AHEAD).unwrap_or(i64::MAX);
+                    match self.store.poststelle_due(now, ahead).await {
+                        Ok(d) if d.is_empty() => {
+                            more = false;
+                            break;
                         }
-                        // Another node holds it, or it is deferred.
-                        Ok(None) => {}
+                        Ok(d) => queue.extend(d),
                         Err(e) => {
                             failed.get_or_insert(e.into());
+                            more = false;
                             break;
                         }
                     }
                 }
-                more = claimed > 0 && failed.is_none();
+                let Some(id) = queue.pop_front() else { break };
+                match self
+                    .store
+                    .poststelle_claim(&id, OffsetDateTime::now_utc(), LEASE)
+                    .await
+                {
+                    Ok(Some(attempts)) => {
+                        claimed += 1;
+                        let (app, scanner) = (self.clone(), scanner.cloned());
+                        running.spawn(async move {
+                            app.poststelle_item(&id, attempts, scanner.as_ref()).await
+                        });
+                    }
+                    // Another node holds it, or it is deferred.
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed.get_or_insert(e.into());
+                        more = false;
+                    }
+                }
             }
             let Some(joined) = running.join_next().await else {
                 break;
