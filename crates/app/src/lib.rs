@@ -8,6 +8,7 @@
 mod accounts;
 mod data_schemas;
 pub mod demo;
+pub mod email_intake;
 mod error;
 mod journal_log;
 pub mod mails;
@@ -82,13 +83,26 @@ pub struct Settings {
     /// as long as the [`App`] (tests).
     pub blob_dir: Option<std::path::PathBuf>,
     pub zustelldienst: zustelldienst::ZustelldienstSettings,
+    /// The ePoststelle's e-mail channel (addresses, DKIM/SPF/DMARC checks).
+    pub email: email_intake::EmailSettings,
 }
 
 impl Settings {
     /// The defaults for a deployment at `public_url`.
     pub fn new(public_url: impl Into<String>) -> Settings {
+        let public_url: String = public_url.into();
+        // The e-mail domain defaults to the public URL's host.
+        let host = public_url
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or(&public_url)
+            .split(['/', ':'])
+            .next()
+            .unwrap_or("localhost")
+            .to_owned();
         Settings {
-            public_url: public_url.into(),
+            email: email_intake::EmailSettings::new(host),
+            public_url,
             accounts: AccountSettings::default(),
             postfach: PostfachSettings::default(),
             blob_dir: None,

@@ -266,7 +266,7 @@ impl App {
 }
 
 /// `3. Dezember 2026, 14:05 Uhr` (German civil time).
-fn german_datetime(t: OffsetDateTime) -> String {
+pub(crate) fn german_datetime(t: OffsetDateTime) -> String {
     const MONTHS: [&str; 12] = [
         "Januar",
         "Februar",

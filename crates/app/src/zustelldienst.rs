@@ -231,7 +231,7 @@ impl App {
     /// made on another node reaches this one within that time; this node forgets its entry
     /// when it changes the destination). Read-modify-write paths use
     /// [`Self::destination_or_404`].
-    async fn destination_cached(
+    pub(crate) async fn destination_cached(
         &self,
         id: &str,
     ) -> Result<Arc<(store::DestinationRecord, Destination)>> {

@@ -7,6 +7,8 @@ use app::{App, RuleInput, Settings};
 use domain::{Ars, AuthorityKind, Leistungsschluessel};
 use store::testing::{TestDb, backends, fresh};
 
+mod email;
+
 fn ars(s: &str) -> Ars {
     Ars::parse(s).unwrap()
 }

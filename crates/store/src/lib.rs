@@ -9,6 +9,7 @@
 mod accounts;
 mod data_schemas;
 mod directory;
+mod email;
 mod journal;
 mod keys;
 mod legal;
@@ -36,6 +37,7 @@ pub use self::journal::{InclusionProof, JournalLeaf};
 pub use accounts::{AccountRecord, NewAccount, SecurityEvent, SessionRecord};
 pub use data_schemas::{DataSchemaRecord, SchemaRegistration};
 pub use directory::{AreaImportSummary, RuleChange};
+pub use email::{EmailAnswerDue, NewEmailMessage};
 pub use keys::StoredKey;
 pub use legal::{Feedback, LegalPage};
 pub use oauth::{

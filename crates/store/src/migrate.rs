@@ -63,6 +63,11 @@ const SQLITE: &[Migration] = &[
         name: "postfach_journal",
         sql: include_str!("../migrations/sqlite/0010_postfach_journal.sql"),
     },
+    Migration {
+        version: 11,
+        name: "email_intake",
+        sql: include_str!("../migrations/sqlite/0011_email_intake.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -115,6 +120,11 @@ const POSTGRES: &[Migration] = &[
         version: 10,
         name: "postfach_journal",
         sql: include_str!("../migrations/postgres/0010_postfach_journal.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "email_intake",
+        sql: include_str!("../migrations/postgres/0011_email_intake.sql"),
     },
 ];
 

@@ -76,11 +76,11 @@ const RECEIPT_COLUMNS: &str = "submission_id, case_id, destination_id, sender_cl
      set_jti, set_iat, set_claims, set_token, check_report, journal_proof, created_at, postfach_ref, postfach_outcome";
 
 /// [`RECEIPT_COLUMNS`] qualified with the alias `r` (for joins).
-const RECEIPT_COLUMNS_R: &str = "r.submission_id, r.case_id, r.destination_id, r.sender_client_id, r.decision, \
+pub(crate) const RECEIPT_COLUMNS_R: &str = "r.submission_id, r.case_id, r.destination_id, r.sender_client_id, r.decision, \
      r.claims, r.jws, r.set_jti, r.set_iat, r.set_claims, r.set_token, r.check_report, r.journal_proof, \
      r.created_at, r.postfach_ref, r.postfach_outcome";
 
-fn receipt_row(r: &sqlx::any::AnyRow) -> Result<ReceiptRecord> {
+pub(crate) fn receipt_row(r: &sqlx::any::AnyRow) -> Result<ReceiptRecord> {
     Ok(ReceiptRecord {
         submission_id: r.try_get("submission_id")?,
         case_id: r.try_get("case_id")?,
