@@ -552,6 +552,9 @@ impl App {
                 serde_json::from_slice(&plain).ok()
             });
             let Some(info) = info else {
+                // Wrapped under another KEK (a restore with the wrong key file) or damaged:
+                // the submission itself is fine, only its sender cannot be answered.
+                tracing::warn!(submission = %d.submission_id, "the answer data of an e-mail cannot be read; the sender gets no answer");
                 self.store
                     .email_answer_done(
                         &d.submission_id,

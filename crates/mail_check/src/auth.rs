@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mail_auth::common::cache::NoCache;
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::common::verify::DomainKey;
 use mail_auth::dmarc::verify::DmarcParameters;
@@ -107,27 +108,6 @@ impl ResolverCache<Box<str>, Txt> for StaticTxt {
         None
     }
     fn insert(&self, _: Box<str>, _: Txt, _: std::time::Instant) {}
-}
-
-/// A cache that never holds anything (the resolver's own cache serves repeated lookups).
-struct Nothing;
-
-impl<K, V> ResolverCache<K, V> for Nothing {
-    fn get<Q>(&self, _: &Q) -> Option<V>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ?Sized,
-    {
-        None
-    }
-    fn remove<Q>(&self, _: &Q) -> Option<V>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ?Sized,
-    {
-        None
-    }
-    fn insert(&self, _: K, _: V, _: std::time::Instant) {}
 }
 
 #[derive(Clone)]
@@ -320,16 +300,24 @@ impl Authenticator {
     }
 }
 
-type Params<'x, P> = Parameters<'x, P, StaticTxt, Nothing, Nothing, Nothing, Nothing>;
+type Params<'x, P> = Parameters<
+    'x,
+    P,
+    StaticTxt,
+    NoCache<Box<str>, mail_auth::RecordSet<mail_auth::MX>>,
+    NoCache<Box<str>, mail_auth::RecordSet<std::net::Ipv4Addr>>,
+    NoCache<Box<str>, mail_auth::RecordSet<std::net::Ipv6Addr>>,
+    NoCache<IpAddr, mail_auth::RecordSet<Box<str>>>,
+>;
 
 fn params<P>(p: P, txt: &StaticTxt) -> Params<'_, P> {
     Parameters {
         params: p,
         cache_txt: Some(txt),
-        cache_mx: None::<&Nothing>,
-        cache_ptr: None::<&Nothing>,
-        cache_ipv4: None::<&Nothing>,
-        cache_ipv6: None::<&Nothing>,
+        cache_mx: None,
+        cache_ptr: None,
+        cache_ipv4: None,
+        cache_ipv6: None,
     }
 }
 

@@ -165,27 +165,16 @@ fn verify(p7: &Pkcs7, content: Option<&[u8]>) -> SignatureCheck {
         .ok()
         .and_then(|extra| p7.signers(&extra, Pkcs7Flags::empty()).ok())
         .and_then(|s| s.iter().next().map(describe));
-    let store = match X509StoreBuilder::new() {
-        Ok(b) => b.build(),
-        Err(_) => {
-            return SignatureCheck {
-                kind: SignatureKind::Smime,
-                result: "not-verifiable",
-                signer,
-                detail: "the verifier could not be set up".into(),
-            };
-        }
-    };
-    let certs = match Stack::<X509>::new() {
-        Ok(s) => s,
-        Err(_) => {
-            return SignatureCheck {
-                kind: SignatureKind::Smime,
-                result: "not-verifiable",
-                signer,
-                detail: "the verifier could not be set up".into(),
-            };
-        }
+    let setup = X509StoreBuilder::new()
+        .map(|b| b.build())
+        .and_then(|store| Stack::<X509>::new().map(|certs| (store, certs)));
+    let Ok((store, certs)) = setup else {
+        return SignatureCheck {
+            kind: SignatureKind::Smime,
+            result: "not-verifiable",
+            signer,
+            detail: "the verifier could not be set up".into(),
+        };
     };
     let mut out = Vec::new();
     // NOVERIFY: the signature is checked against the certificate it carries; the chain is

@@ -50,6 +50,30 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<OutboxMail> {
     })
 }
 
+/// Queues a mail inside a caller's transaction (the change that causes it commits with it);
+/// `ref_id` names what it is about (a Postfach message, a submission).
+pub(crate) async fn enqueue_mail_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    m: &NewMail<'_>,
+    at: &str,
+    ref_id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO mail_outbox (id, created_at, recipient, subject, body_text, purpose, status, next_attempt_at, ref_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $2, $7)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(at)
+    .bind(m.recipient)
+    .bind(m.subject)
+    .bind(m.body_text)
+    .bind(m.purpose)
+    .bind(ref_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     pub async fn enqueue_mail(&self, m: &NewMail<'_>, now: OffsetDateTime) -> Result<String> {
         let id = uuid::Uuid::new_v4().to_string();

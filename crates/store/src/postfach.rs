@@ -288,19 +288,7 @@ impl Store {
         )
         .await?;
         for mail in notify {
-            sqlx::query(
-                "INSERT INTO mail_outbox (id, created_at, recipient, subject, body_text, purpose, status, next_attempt_at, ref_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $2, $7)",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&at)
-            .bind(mail.recipient)
-            .bind(mail.subject)
-            .bind(mail.body_text)
-            .bind(mail.purpose)
-            .bind(m.id)
-            .execute(&mut *tx)
-            .await?;
+            crate::outbox::enqueue_mail_in(&mut tx, mail, &at, m.id).await?;
         }
         tx.commit().await?;
         Ok(at)
